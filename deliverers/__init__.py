@@ -1,0 +1,1 @@
+"""Delivery transports: one module per `integration_type`, behind the `Deliverer` port."""

@@ -1,0 +1,84 @@
+"""The deliverer port: one tiny interface that every delivery transport implements.
+
+A deliverer is opened once (`open`), asked to `deliver` any number of jobs concurrently, and
+closed once (`aclose`). `deliver` never raises for a delivery problem: every failure comes back
+as a `DeliveryResult` with `succeeded=False` and a human-readable `error_detail`, so the
+dispatcher records one uniform log row per attempt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+from uuid import UUID
+
+from deliverers.config import AnyConfig
+
+#: The most of a response body kept in a log.
+BODY_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The integration a job is delivered to, as a deliverer needs it."""
+
+    id: UUID
+    store_id: UUID
+    name: str
+    description: str | None
+    integration_type: str
+    configuration: AnyConfig
+    signing_secrets: tuple[str, ...]
+    """`whsec_…` secrets to sign with; more than one during a rotation's grace period."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One attempt of one job: an event going to one integration."""
+
+    job_id: UUID
+    attempt: int
+    event_id: UUID
+    triggered_by: str
+    payload: dict[str, Any]
+    """The event's payload document (`{"data": …, "included": …}`), as published."""
+    event_time: datetime
+    target: Target
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """The uniform outcome of an attempt, whatever the transport."""
+
+    succeeded: bool
+    duration: float
+    """Seconds the attempt took."""
+    status_code: int | None = None
+    body: str | None = None
+    """The response body, at most `BODY_LIMIT` characters."""
+    error_detail: str | None = None
+    retry_after: float | None = None
+    """Seconds the endpoint asked us to wait (`Retry-After`), if it did."""
+
+
+class Deliverer(Protocol):
+    """What every transport implements; see the module docstring."""
+
+    integration_type: ClassVar[str]
+
+    async def open(self) -> None:
+        """Acquire long-lived resources (connection pools, clients)."""
+
+    async def aclose(self) -> None:
+        """Release everything `open` acquired; safe to call more than once."""
+
+    async def deliver(self, delivery: Delivery) -> DeliveryResult:
+        """Attempt one delivery; never raises for a delivery failure."""
+
+
+def truncate_body(text: str | None) -> str | None:
+    """Keep at most `BODY_LIMIT` characters of a response body."""
+    if text is None:
+        return None
+    return text[:BODY_LIMIT]

@@ -1,0 +1,107 @@
+"""Per-type configuration of an integration, validated at the API edge and read by deliverers.
+
+These models are the single definition of what each `integration_type` needs; the API builds its
+validation errors and OpenAPI schemas from them, and a deliverer receives the parsed model.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+IntegrationType = Literal["webhook", "aws_sqs", "stomp"]
+INTEGRATION_TYPES: tuple[IntegrationType, ...] = ("webhook", "aws_sqs", "stomp")
+
+NonEmpty = Annotated[str, Field(min_length=1, max_length=2048)]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    #: Fields whose values are secrets: masked in responses, never logged.
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
+
+def _http_url(value: str, *, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"must be an absolute {' or '.join(schemes)} URL")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials in the URL")
+    return value
+
+
+class WebhookConfig(_Config):
+    """`webhook`: POST each job to `url`; `secret_key` is sent as `X-MOLTIN-SECRET-KEY`."""
+
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"secret_key"})
+
+    url: NonEmpty
+    secret_key: Annotated[str, Field(max_length=1024)] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value, schemes=("http", "https"))
+
+
+class SqsConfig(_Config):
+    """`aws_sqs`: send each job as a CloudEvent to the queue at `url`."""
+
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"aws_access_key_id", "aws_secret_access_key"}
+    )
+
+    url: NonEmpty
+    aws_access_key_id: NonEmpty
+    aws_secret_access_key: NonEmpty
+    region: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
+    message_group_key: Annotated[str, Field(max_length=256)] | None = Field(
+        default=None,
+        description="(beyond EP) FIFO queues: a dotted path into the payload whose value is the "
+        "MessageGroupId; default the integration id.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value, schemes=("http", "https"))
+
+
+class StompConfig(_Config):
+    """`stomp`: send each job as a CloudEvent to `destination` on the first reachable address."""
+
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"password"})
+
+    addresses: Annotated[list[NonEmpty], Field(min_length=1, max_length=16)]
+    destination: NonEmpty
+    username: Annotated[str, Field(max_length=256)] | None = None
+    password: Annotated[str, Field(max_length=1024)] | None = None
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            parts = urlsplit(address)
+            if parts.scheme not in ("stomp", "stomp+ssl") or not parts.hostname or not parts.port:
+                raise ValueError(
+                    f"{address!r} is not a stomp://host:port or stomp+ssl://host:port address"
+                )
+        return value
+
+
+AnyConfig = WebhookConfig | SqsConfig | StompConfig
+
+CONFIG_MODELS: dict[str, type[AnyConfig]] = {
+    "webhook": WebhookConfig,
+    "aws_sqs": SqsConfig,
+    "stomp": StompConfig,
+}
+
+
+def mask(value: str) -> str:
+    """EP's masking: same length, all but the last 4 characters replaced by `*`."""
+    keep = 4 if len(value) > 4 else 0
+    return "*" * (len(value) - keep) + value[len(value) - keep :]

@@ -1,0 +1,1 @@
+"""The HTTP edge: aiohttp routes, pydantic models, auth, errors and the OpenAPI document."""

@@ -1,0 +1,165 @@
+"""The aiohttp application: middlewares (request ids, the error envelope, metrics) and routes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.api.http import CATALOGUE, ENGINE, SETTINGS, json_response
+from hub.api.openapi import openapi_routes
+from hub.api.routes import routes
+from hub.errors import ApiError, ErrorItem, StorageUnavailable
+from hub.events import EventCatalogue, load_catalogue
+from hub.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUESTS = Counter(
+    "hub_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+LATENCY = Histogram("hub_http_request_seconds", "HTTP request latency", ["method", "route"])
+
+_STATUS_TITLES = {
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+}
+
+
+def error_response(
+    items: list[ErrorItem], status: int, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {
+        "errors": [
+            {"status": i.status, "title": i.title, "detail": i.detail}
+            | ({"source": i.source} if i.source is not None else {})
+            for i in items
+        ]
+    }
+    response = json_response(body, status=status)
+    response.headers.update(headers or {})
+    return response
+
+
+def _storage_down(exc: BaseException) -> bool:
+    """Is this the database being unreachable (as opposed to a bug in a query)?"""
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+        cause = getattr(exc, "__cause__", None)
+        if cause is not None:
+            exc = cause
+    return isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | sa_exc.TimeoutError
+        | asyncpg.exceptions.ConnectionDoesNotExistError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.TooManyConnectionsError
+        | asyncpg.exceptions.AdminShutdownError
+        | asyncpg.exceptions.InterfaceError,
+    )
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    route = request.match_info.route.resource
+    route_name = route.canonical if route is not None else "unmatched"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        LATENCY.labels(request.method, route_name).observe(time.perf_counter() - started)
+        REQUESTS.labels(request.method, route_name, str(status)).inc()
+        structlog.contextvars.unbind_contextvars("request_id")
+
+
+@web.middleware
+async def error_envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves in the spec's envelope; no traceback ever reaches a client."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.items, exc.status, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        title = _STATUS_TITLES.get(exc.status, exc.reason)
+        detail = {
+            404: "The resource could not be found",
+            405: f"{request.method} is not allowed on {request.path}",
+            413: f"The request body is larger than {request.app[SETTINGS].max_body_bytes} bytes",
+        }.get(exc.status, exc.text or exc.reason)
+        response = error_response([ErrorItem(exc.status, title, detail)], exc.status)
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception as exc:
+        if _storage_down(exc):
+            log.warning("storage_unavailable", error=type(exc).__name__)
+            down = StorageUnavailable()
+            return error_response(down.items, down.status, down.headers)
+        log.exception("request_failed", method=request.method, path=request.path)
+        item = ErrorItem(
+            500, "Internal Server Error", "An unexpected error occurred; it was logged"
+        )
+        return error_response([item], 500)
+
+
+ops = web.RouteTableDef()
+
+
+@ops.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+@ops.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    async with request.app[ENGINE].connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    return json_response({"status": "ok"})
+
+
+@ops.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    response = web.Response(body=generate_latest())
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+def create_app(
+    settings: Settings, engine: AsyncEngine, *, catalogue: EventCatalogue | None = None
+) -> web.Application:
+    """The API; the caller owns `engine` and adds the dispatcher's lifecycle when it runs one."""
+    app = web.Application(
+        middlewares=[request_context, error_envelope], client_max_size=settings.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    app[ENGINE] = engine
+    app[CATALOGUE] = catalogue or load_catalogue()
+    app.add_routes(ops)
+    app.add_routes(openapi_routes)
+    app.add_routes(routes)
+    return app

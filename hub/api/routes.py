@@ -1,0 +1,293 @@
+"""The `/v2` handlers: integrations, their jobs and logs, and events."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import TypeAdapter, ValidationError
+
+from hub.api.http import (
+    CATALOGUE,
+    ENGINE,
+    SETTINGS,
+    authorize,
+    bool_filter,
+    json_response,
+    list_response,
+    model_response,
+    page_params,
+    parse_data,
+    path_uuid,
+    read_json,
+)
+from hub.api.schemas import (
+    EventIn,
+    IntegrationCreate,
+    IntegrationUpdate,
+    SecretOut,
+    event_out,
+    integration_out,
+    job_out,
+    log_out,
+)
+from hub.auth import Permission
+from hub.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from hub.events import is_valid_key, match_candidates
+from hub.services import events as event_service
+from hub.services import integrations as integration_service
+from hub.services.validation import problems
+from hub.store import queue, repository
+from hub.store.models import JOB_STATUSES
+
+routes = web.RouteTableDef()
+
+_EVENT_LIST = TypeAdapter(list[EventIn])
+
+
+def _base(request: web.Request) -> str:
+    return request.app[SETTINGS].base_url()
+
+
+# --- integrations ------------------------------------------------------------------------------
+
+
+@routes.post("/v2/integrations")
+async def create_integration(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.WRITE)
+    data = parse_data(await read_json(request), IntegrationCreate)
+    async with request.app[ENGINE].begin() as conn:
+        record = await integration_service.create(
+            conn, request.app[CATALOGUE], principal.store_id, data
+        )
+    return model_response(integration_out(_base(request), record), status=201)
+
+
+@routes.get("/v2/integrations")
+async def list_integrations(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.READ)
+    params = page_params(request)
+    integration_type = request.query.get("filter[integration_type]")
+    if integration_type is not None and integration_type not in ("webhook", "aws_sqs", "stomp"):
+        raise BadRequest(
+            "filter[integration_type] must be webhook, aws_sqs or stomp",
+            source="filter[integration_type]",
+        )
+    observes = request.query.get("filter[observes]")
+    observes_any = None
+    if observes is not None:
+        # A concrete key finds every integration that would receive it (wildcards included);
+        # a wildcard finds the integrations that list that very wildcard.
+        observes_any = match_candidates(observes) if is_valid_key(observes) else (observes,)
+    flt = repository.IntegrationFilter(
+        enabled=bool_filter(request, "filter[enabled]"),
+        integration_type=integration_type,
+        observes_any=observes_any,
+    )
+    async with request.app[ENGINE].connect() as conn:
+        page = await repository.list_integrations(
+            conn, principal.store_id, flt, limit=params.limit, offset=params.offset
+        )
+    base = _base(request)
+    return list_response(request, page, params, lambda r: integration_out(base, r))
+
+
+@routes.get("/v2/integrations/logs")
+async def list_store_logs(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.READ)
+    return await _logs(request, principal.store_id, repository.LogFilter())
+
+
+@routes.get("/v2/integrations/{id}")
+async def get_integration(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.READ)
+    integration_id = path_uuid(request, "id")
+    async with request.app[ENGINE].connect() as conn:
+        record = await repository.get_integration(conn, principal.store_id, integration_id)
+    if record is None:
+        raise NotFound()
+    return model_response(integration_out(_base(request), record))
+
+
+@routes.put("/v2/integrations/{id}")
+async def update_integration(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.WRITE)
+    integration_id = path_uuid(request, "id")
+    data = parse_data(await read_json(request), IntegrationUpdate)
+    if data.id is not None and data.id != str(integration_id):
+        raise ValidationFailed([("data.id does not match the integration in the path", "data.id")])
+    async with request.app[ENGINE].begin() as conn:
+        record = await integration_service.update(
+            conn, request.app[CATALOGUE], principal.store_id, integration_id, data
+        )
+    return model_response(integration_out(_base(request), record))
+
+
+@routes.delete("/v2/integrations/{id}")
+async def delete_integration(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.WRITE)
+    integration_id = path_uuid(request, "id")
+    async with request.app[ENGINE].begin() as conn:
+        await integration_service.delete(conn, principal.store_id, integration_id)
+    return json_response({"data": {"type": "integration", "id": str(integration_id)}})
+
+
+@routes.get("/v2/integrations/{id}/secret")
+async def get_secret(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.WRITE)
+    integration_id = path_uuid(request, "id")
+    async with request.app[ENGINE].connect() as conn:
+        record = await repository.get_integration(conn, principal.store_id, integration_id)
+    if record is None:
+        raise NotFound()
+    return model_response(SecretOut(secret=record.signing_secret))
+
+
+# --- jobs and logs -----------------------------------------------------------------------------
+
+
+async def _logs(request: web.Request, store_id: UUID, flt: repository.LogFilter) -> web.Response:
+    params = page_params(request)
+    succeeded = bool_filter(request, "filter[succeeded]")
+    flt = repository.LogFilter(
+        integration_id=flt.integration_id, job_id=flt.job_id, succeeded=succeeded
+    )
+    async with request.app[ENGINE].connect() as conn:
+        page = await repository.list_logs(
+            conn, store_id, flt, limit=params.limit, offset=params.offset
+        )
+    return list_response(request, page, params, log_out)
+
+
+@routes.get("/v2/integrations/{id}/logs")
+async def list_integration_logs(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.READ)
+    integration_id = path_uuid(request, "id")
+    async with request.app[ENGINE].connect() as conn:
+        if not await repository.integration_exists(conn, principal.store_id, integration_id):
+            raise NotFound()
+    return await _logs(
+        request, principal.store_id, repository.LogFilter(integration_id=integration_id)
+    )
+
+
+@routes.get("/v2/integrations/{id}/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.READ)
+    integration_id = path_uuid(request, "id")
+    params = page_params(request)
+    status = request.query.get("filter[status]")
+    statuses = None
+    if status is not None:
+        statuses = tuple(s.strip() for s in status.split(",") if s.strip())
+        bad = [s for s in statuses if s not in JOB_STATUSES]
+        if bad or not statuses:
+            raise BadRequest(
+                f"filter[status] takes a comma-separated list of {', '.join(JOB_STATUSES)}",
+                source="filter[status]",
+            )
+    async with request.app[ENGINE].connect() as conn:
+        if not await repository.integration_exists(conn, principal.store_id, integration_id):
+            raise NotFound()
+        page = await repository.list_jobs(
+            conn,
+            principal.store_id,
+            integration_id,
+            repository.JobFilter(status=statuses),
+            limit=params.limit,
+            offset=params.offset,
+        )
+    base = _base(request)
+    return list_response(request, page, params, lambda r: job_out(base, r))
+
+
+@routes.get("/v2/integrations/{id}/jobs/{job_id}")
+async def get_job(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.READ)
+    integration_id, job_id = path_uuid(request, "id"), path_uuid(request, "job_id")
+    async with request.app[ENGINE].connect() as conn:
+        job = await repository.get_job(conn, principal.store_id, integration_id, job_id)
+    if job is None:
+        raise NotFound()
+    return model_response(job_out(_base(request), job))
+
+
+@routes.get("/v2/integrations/{id}/jobs/{job_id}/logs")
+async def list_job_logs(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.READ)
+    integration_id, job_id = path_uuid(request, "id"), path_uuid(request, "job_id")
+    async with request.app[ENGINE].connect() as conn:
+        if await repository.get_job(conn, principal.store_id, integration_id, job_id) is None:
+            raise NotFound()
+    return await _logs(
+        request,
+        principal.store_id,
+        repository.LogFilter(integration_id=integration_id, job_id=job_id),
+    )
+
+
+@routes.post("/v2/integrations/{id}/jobs/{job_id}/retry")
+async def retry_job(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.WRITE)
+    integration_id, job_id = path_uuid(request, "id"), path_uuid(request, "job_id")
+    async with request.app[ENGINE].begin() as conn:
+        integration = await repository.get_integration(conn, principal.store_id, integration_id)
+        job = await repository.get_job(conn, principal.store_id, integration_id, job_id)
+        if integration is None or job is None:
+            raise NotFound()
+        if job.status not in ("failed", "cancelled"):
+            raise Conflict(
+                f"Only a failed or cancelled job can be retried; this one is {job.status}"
+            )
+        if not integration.enabled:
+            raise Conflict("The integration is disabled; enable it before retrying its jobs")
+        new = await queue.retry_job(conn, job)
+    return model_response(job_out(_base(request), new), status=202)
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+@routes.post("/v2/events")
+async def publish_events(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.PUBLISH)
+    document = await read_json(request)
+    if not isinstance(document, dict) or "data" not in document:
+        raise ValidationFailed([("the body must be an object with a data member", "data")])
+    data = document["data"]
+    batch = isinstance(data, list)
+    if batch:
+        if not 1 <= len(data) <= 100:
+            raise ValidationFailed([("data must hold between 1 and 100 events", "data")])
+        try:
+            items = _EVENT_LIST.validate_python(data)
+        except ValidationError as exc:
+            raise ValidationFailed(problems(exc, "data")) from None
+    else:
+        items = [parse_data(document, EventIn)]
+    settings = request.app[SETTINGS]
+    async with request.app[ENGINE].begin() as conn:
+        results = await event_service.publish(
+            conn,
+            request.app[CATALOGUE],
+            principal.store_id,
+            items,
+            batch=batch,
+            idempotency_key=request.headers.get("Idempotency-Key") or None,
+            max_event_bytes=settings.max_event_bytes,
+        )
+    base = _base(request)
+    rendered = [
+        event_out(base, r.event, jobs_total=r.jobs_total).model_dump(mode="json") for r in results
+    ]
+    status = 202 if any(r.created for r in results) else 200
+    return json_response({"data": rendered if batch else rendered[0]}, status=status)
+
+
+@routes.get("/v2/events/{id}")
+async def get_event(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.READ_EVENTS)
+    event_id = path_uuid(request, "id")
+    async with request.app[ENGINE].connect() as conn:
+        event, total, jobs = await event_service.get(conn, principal.store_id, event_id)
+    return model_response(event_out(_base(request), event, jobs_total=total, jobs=jobs))

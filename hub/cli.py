@@ -1,0 +1,217 @@
+"""The `hub` command: serve, worker, migrate, keys, and `dev` (what `make run` starts)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from hub.auth import generate_key, key_matches, key_prefix
+from hub.errors import ConfigurationError
+from hub.logconfig import configure_logging
+from hub.settings import Settings
+from hub.store import repository
+from hub.store.engine import create_engine, database_url, migrate, migrate_url
+from hub.store.models import ROLES
+
+DEV_STORE = "default"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub", description="The integration hub.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API and the dispatcher")
+    serve.add_argument("--host", help="listen address (HUB_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (HUB_PORT, default 8080)")
+    serve.add_argument("--no-worker", action="store_true", help="API only, no dispatcher")
+    serve.add_argument("--no-migrate", action="store_true", help="do not migrate at start")
+
+    sub.add_parser("worker", help="run a dispatcher only")
+    sub.add_parser("migrate", help="apply the database migrations (alembic upgrade head)")
+
+    dev = sub.add_parser("dev", help="migrate, print a ready-to-use key, and serve (make run)")
+    dev.add_argument("--host")
+    dev.add_argument("--port", type=int)
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; prints it once, on the last line")
+    create.add_argument("--store", required=True, help="the store's name (created if new)")
+    create.add_argument("--role", required=True, choices=ROLES)
+    keys_sub.add_parser("list", help="list keys (never the keys themselves)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    return parser
+
+
+async def _keys(args: argparse.Namespace, url: str) -> int:
+    engine = create_engine(url, pool_size=1)
+    try:
+        await migrate(engine)
+        async with engine.begin() as conn:
+            if args.keys_command == "create":
+                if not args.store.strip() or len(args.store) > 200:
+                    print(
+                        "hub: --store must be a non-empty name of at most 200 characters",
+                        file=sys.stderr,
+                    )
+                    return 2
+                store = await repository.ensure_store(conn, args.store)
+                new = generate_key()
+                record = await repository.insert_key(
+                    conn, store_id=store.id, role=args.role, prefix=new.prefix, key_hash=new.digest
+                )
+                print(
+                    f"created key {record.id} (prefix hub_{record.prefix}) for store "
+                    f"{store.name!r} with role {record.role}; it is shown only once:"
+                )
+                print(new.key)
+            elif args.keys_command == "list":
+                print(f"{'id':36}  {'store':20}  {'role':8}  {'prefix':17}  {'created':20}  status")
+                for key in await repository.list_keys(conn):
+                    status = "revoked" if key.revoked_at else "active"
+                    print(
+                        f"{key.id!s:36}  {key.store_name:20}  {key.role:8}  hub_{key.prefix:13}  "
+                        f"{key.created_at:%Y-%m-%d %H:%M:%S}  {status}"
+                    )
+            else:
+                try:
+                    key_id = UUID(args.key_id)
+                except ValueError:
+                    print(
+                        f"hub: {args.key_id!r} is not a key id (see `hub keys list`)",
+                        file=sys.stderr,
+                    )
+                    return 2
+                if not await repository.revoke_key(conn, key_id):
+                    print(f"hub: no active key {key_id}", file=sys.stderr)
+                    return 1
+                print(f"revoked key {key_id}")
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def _dev_key(url: str, existing: str | None) -> str:
+    """The demo store's admin key: `existing` while it is still valid, else a new one."""
+    engine = create_engine(url, pool_size=1)
+    try:
+        await migrate(engine)
+        async with engine.begin() as conn:
+            if existing:
+                prefix = key_prefix(existing)
+                found = await repository.find_active_key(conn, prefix) if prefix else None
+                if found is not None and key_matches(existing, found[1]):
+                    return existing
+            store = await repository.ensure_store(conn, DEV_STORE)
+            new = generate_key()
+            await repository.insert_key(
+                conn, store_id=store.id, role="admin", prefix=new.prefix, key_hash=new.digest
+            )
+            return new.key
+    finally:
+        await engine.dispose()
+
+
+def _dev(settings: Settings, url: str) -> str:
+    """The key `make run` prints, kept in .hub/dev-key so every run shows the same one."""
+    path = settings.data_dir / "dev-key"
+    existing = path.read_text().strip() if path.exists() else None
+    key = asyncio.run(_dev_key(url, existing))
+    if key != existing:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+    return key
+
+
+def _print_welcome(settings: Settings, key: str) -> None:
+    base = settings.base_url()
+    print(
+        f"""
+hub is starting at {base}  (API docs: {base}/docs)
+
+A key for the store {DEV_STORE!r} (role admin; kept in {settings.data_dir}/dev-key):
+
+    export HUB_KEY={key}
+
+Create a webhook integration, publish an event, and look at its job:
+
+    curl -s {base}/v2/integrations -H "Authorization: Bearer $HUB_KEY" \\
+      -H 'Content-Type: application/json' -d '{{"data": {{"type": "integration",
+      "name": "Orders to my app", "enabled": true, "integration_type": "webhook",
+      "observes": ["order.created"], "configuration": {{"url": "http://127.0.0.1:9000/hook"}}}}}}'
+
+    curl -s {base}/v2/events -H "Authorization: Bearer $HUB_KEY" \\
+      -H 'Content-Type: application/json' -d '{{"data": {{"type": "event",
+      "triggered_by": "order.created", "payload": {{"data": {{"type": "order", "id": "o-1"}}}}}}}}'
+
+    curl -s {base}/v2/integrations/<integration id>/jobs -H "Authorization: Bearer $HUB_KEY"
+""",
+        flush=True,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"hub: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "host", None):
+        settings = settings.model_copy(update={"host": args.host})
+    if getattr(args, "port", None) is not None:
+        settings = settings.model_copy(update={"port": args.port})
+    configure_logging(settings)
+    try:
+        url = database_url(settings)
+    except ConfigurationError as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 2
+
+    from hub import runner  # imported late: the API and deliverers are not needed by `keys`
+
+    if args.command == "migrate":
+        migrate_url(url)
+        print("database migrated to head")
+        return 0
+    if args.command == "keys":
+        return asyncio.run(_keys(args, url))
+    if args.command == "worker":
+        asyncio.run(runner.work(settings, url))
+        return 0
+    if args.command == "dev":
+        key = _dev(settings, url)
+        _print_welcome(settings, key)
+        asyncio.run(
+            runner.serve(
+                settings,
+                url,
+                host=settings.host,
+                port=settings.port,
+                with_worker=True,
+                do_migrate=False,
+            )
+        )
+        return 0
+    asyncio.run(
+        runner.serve(
+            settings,
+            url,
+            host=settings.host,
+            port=settings.port,
+            with_worker=not args.no_worker,
+            do_migrate=not args.no_migrate,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Publishing: the event and one job per matching integration, in one transaction.
+
+Idempotency: an event's client id is its `id` attribute or, for a single event, the
+`Idempotency-Key` header (for a batch, the header plus `:<index>` for events without an `id`).
+Publishing a client id the store has seen returns the stored event and creates nothing; a
+concurrent double publish is settled by the unique index, so exactly one wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from uuid import UUID
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
+from uuid_utils.compat import uuid7
+
+from hub.api.schemas import EventIn
+from hub.errors import NotFound, PayloadTooLarge, ValidationFailed
+from hub.events import EventCatalogue, match_candidates, matches, validate_published
+from hub.store import queue, repository
+from hub.store.records import EventRecord, JobRecord, Published
+
+
+def _field(batch: bool, index: int, name: str) -> str:
+    return f"data[{index}].{name}" if batch else f"data.{name}"
+
+
+def _client_ids(
+    items: Sequence[EventIn], batch: bool, idempotency_key: str | None
+) -> list[str | None]:
+    found: list[tuple[str, str | None]] = []
+    ids: list[str | None] = []
+    for index, item in enumerate(items):
+        if not batch and idempotency_key and item.id and item.id != idempotency_key:
+            found.append(("the Idempotency-Key header and data.id differ", "data.id"))
+        if item.id is not None:
+            ids.append(item.id)
+        elif idempotency_key:
+            ids.append(idempotency_key if not batch else f"{idempotency_key}:{index}")
+        else:
+            ids.append(None)
+    seen: set[str] = set()
+    for index, client_id in enumerate(ids):
+        if client_id is not None and client_id in seen:
+            found.append(
+                (f"id {client_id!r} appears twice in this batch", _field(batch, index, "id"))
+            )
+        if client_id is not None:
+            seen.add(client_id)
+    if found:
+        raise ValidationFailed(found)
+    return ids
+
+
+def _check(
+    items: Sequence[EventIn], batch: bool, catalogue: EventCatalogue, max_bytes: int
+) -> None:
+    found: list[tuple[str, str | None]] = []
+    for index, item in enumerate(items):
+        reason = validate_published(item.triggered_by, catalogue)
+        if reason is not None:
+            found.append((reason, _field(batch, index, "triggered_by")))
+        size = len(orjson.dumps(item.payload))
+        if size > max_bytes:
+            raise PayloadTooLarge(
+                f"the event payload is {size} bytes; the limit is {max_bytes}",
+                source=_field(batch, index, "payload"),
+            )
+    if found:
+        raise ValidationFailed(found)
+
+
+async def publish(
+    conn: AsyncConnection,
+    catalogue: EventCatalogue,
+    store_id: UUID,
+    items: Sequence[EventIn],
+    *,
+    batch: bool,
+    idempotency_key: str | None,
+    max_event_bytes: int,
+) -> list[Published]:
+    """Store the events and their jobs (in the caller's transaction); results in input order."""
+    _check(items, batch, catalogue, max_event_bytes)
+    client_ids = _client_ids(items, batch, idempotency_key)
+    now = datetime.now(UTC)
+    new = [
+        repository.NewEvent(
+            id=uuid7(), client_id=client_id, triggered_by=item.triggered_by, payload=item.payload
+        )
+        for item, client_id in zip(items, client_ids, strict=True)
+    ]
+    inserted = await repository.insert_events(conn, store_id, new, now)
+    fresh = [e for e in new if e.id in inserted]
+
+    jobs_total: dict[UUID, int] = {}
+    if fresh:
+        candidates = sorted({c for e in fresh for c in match_candidates(e.triggered_by)})
+        targets = await repository.live_integrations_observing(conn, store_id, candidates)
+        new_jobs = []
+        for event in fresh:
+            matched = [t for t in targets if matches(t.observes, event.triggered_by)]
+            jobs_total[event.id] = len(matched)
+            new_jobs += [queue.NewJob(t.id, event.id, event.triggered_by) for t in matched]
+        await queue.enqueue(conn, store_id, new_jobs, now)
+
+    repeated = [e.client_id for e in new if e.id not in inserted and e.client_id is not None]
+    existing = await repository.events_by_client_id(conn, store_id, repeated)
+    existing_counts = await repository.job_counts_by_event(
+        conn, [record.id for record in existing.values()]
+    )
+    results = []
+    for event in new:
+        if event.id in inserted:
+            record = EventRecord(
+                id=event.id,
+                store_id=store_id,
+                client_id=event.client_id,
+                triggered_by=event.triggered_by,
+                payload=event.payload,
+                created_at=now,
+            )
+            results.append(Published(record, jobs_total.get(event.id, 0), created=True))
+        else:
+            assert event.client_id is not None
+            record = existing[event.client_id]
+            results.append(Published(record, existing_counts.get(record.id, 0), created=False))
+    return results
+
+
+async def get(
+    conn: AsyncConnection, store_id: UUID, event_id: UUID, *, job_limit: int = 100
+) -> tuple[EventRecord, int, list[JobRecord]]:
+    event = await repository.get_event(conn, store_id, event_id)
+    if event is None:
+        raise NotFound()
+    total = (await repository.job_counts_by_event(conn, [event_id])).get(event_id, 0)
+    return event, total, await repository.jobs_of_event(conn, event_id, limit=job_limit)

@@ -1,0 +1,137 @@
+"""Integration use cases: create, change, delete, read the signing secret."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from deliverers.config import CONFIG_MODELS, mask
+from hub.api.schemas import IntegrationCreate, IntegrationUpdate
+from hub.errors import NotFound, ValidationFailed
+from hub.events import EventCatalogue, validate_observed
+from hub.services.validation import problems
+from hub.store import queue, repository
+from hub.store.records import IntegrationRecord
+
+
+def new_signing_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _check_observes(observes: list[str], catalogue: EventCatalogue) -> list[tuple[str, str | None]]:
+    found: list[tuple[str, str | None]] = []
+    for index, key in enumerate(observes):
+        reason = validate_observed(key, catalogue)
+        if reason is not None:
+            found.append((reason, f"data.observes[{index}]"))
+    if len(set(observes)) != len(observes):
+        found.append(("observes lists a key more than once", "data.observes"))
+    return found
+
+
+def _check_configuration(
+    integration_type: str, configuration: dict[str, Any]
+) -> tuple[dict[str, Any], list[tuple[str, str | None]]]:
+    try:
+        model = CONFIG_MODELS[integration_type].model_validate(configuration)
+    except ValidationError as exc:
+        return {}, problems(exc, "data.configuration")
+    return model.model_dump(exclude_none=True), []
+
+
+async def create(
+    conn: AsyncConnection, catalogue: EventCatalogue, store_id: UUID, data: IntegrationCreate
+) -> IntegrationRecord:
+    found = _check_observes(data.observes, catalogue)
+    configuration, config_problems = _check_configuration(data.integration_type, data.configuration)
+    found += config_problems
+    if found:
+        raise ValidationFailed(found)
+    return await repository.insert_integration(
+        conn,
+        store_id=store_id,
+        name=data.name,
+        description=data.description,
+        enabled=data.enabled,
+        integration_type=data.integration_type,
+        observes=data.observes,
+        configuration=configuration,
+        signing_secret=new_signing_secret(),
+    )
+
+
+def _merge_configuration(
+    current: IntegrationRecord, new_type: str, given: dict[str, Any]
+) -> dict[str, Any]:
+    """Key-by-key merge into the stored configuration; see `IntegrationUpdate`."""
+    if new_type != current.integration_type:
+        return dict(given)
+    merged = dict(current.configuration)
+    secrets_ = CONFIG_MODELS[new_type].SECRET_FIELDS
+    for key, value in given.items():
+        stored = current.configuration.get(key)
+        if key in secrets_ and isinstance(stored, str) and value == mask(stored):
+            continue  # the masked value echoed back from a GET: keep the secret
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+async def update(
+    conn: AsyncConnection,
+    catalogue: EventCatalogue,
+    store_id: UUID,
+    integration_id: UUID,
+    data: IntegrationUpdate,
+) -> IntegrationRecord:
+    current = await repository.get_integration(conn, store_id, integration_id, for_update=True)
+    if current is None:
+        raise NotFound()
+    given = data.model_fields_set
+    changes: dict[str, Any] = {}
+    found: list[tuple[str, str | None]] = []
+    for field in ("name", "description", "enabled"):
+        if field in given:
+            value = getattr(data, field)
+            if value is None and field != "description":
+                found.append((f"data.{field} must not be null", f"data.{field}"))
+            changes[field] = value
+    if "observes" in given:
+        if data.observes is None:
+            found.append(("data.observes must not be null", "data.observes"))
+        else:
+            found += _check_observes(data.observes, catalogue)
+            changes["observes"] = data.observes
+    new_type = data.integration_type or current.integration_type
+    if "integration_type" in given and data.integration_type is None:
+        found.append(("data.integration_type must not be null", "data.integration_type"))
+    if data.configuration is not None or new_type != current.integration_type:
+        merged = _merge_configuration(current, new_type, data.configuration or {})
+        configuration, config_problems = _check_configuration(new_type, merged)
+        found += config_problems
+        changes["configuration"] = configuration
+        changes["integration_type"] = new_type
+    if found:
+        raise ValidationFailed(found)
+    if changes.get("enabled") is True:
+        changes["disabled_reason"] = None
+    record = await repository.update_integration(conn, store_id, integration_id, changes)
+    if record is None:
+        raise NotFound()
+    if current.enabled and not record.enabled:
+        await queue.cancel_pending(conn, integration_id, reason="the integration was disabled")
+    return record
+
+
+async def delete(conn: AsyncConnection, store_id: UUID, integration_id: UUID) -> None:
+    if not await repository.delete_integration(conn, store_id, integration_id):
+        raise NotFound()
+    await queue.cancel_pending(conn, integration_id, reason="the integration was deleted")

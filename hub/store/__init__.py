@@ -1,0 +1,1 @@
+"""Storage: the schema, the engine, the queue SQL and the read/write queries of the API."""

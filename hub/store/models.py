@@ -1,0 +1,220 @@
+"""The schema: stores, API keys, integrations, events, jobs and logs.
+
+Alembic's migrations are the source of truth for the database; these tables mirror them, and a
+test proves the two agree. The queue columns of `integration_jobs` (status, attempts,
+next_attempt_at, lease owner/expiry) and its partial indexes serve the dispatcher's claim query.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JOB_STATUSES = ("pending", "delivering", "succeeded", "failed", "cancelled")
+ROLES = ("view", "manage", "publish", "admin")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _ts(nullable: bool = False) -> Mapped[datetime]:
+    return mapped_column(
+        DateTime(timezone=True), nullable=nullable, server_default=None if nullable else func.now()
+    )
+
+
+class Store(Base):
+    """A tenant: every key, integration, event, job and log belongs to exactly one store."""
+
+    __tablename__ = "stores"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    created_at: Mapped[datetime] = _ts()
+
+
+class ApiKey(Base):
+    """A bearer key, stored as the SHA-256 of its secret part; `prefix` finds it."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint(f"role IN {ROLES!r}", name="role"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(Text)
+    prefix: Mapped[str] = mapped_column(Text, unique=True)
+    key_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _ts()
+    revoked_at: Mapped[datetime | None] = _ts(nullable=True)
+
+
+class Integration(Base):
+    """An operator's subscription of one target to some event keys."""
+
+    __tablename__ = "integrations"
+    __table_args__ = (
+        CheckConstraint(
+            "integration_type IN ('webhook', 'aws_sqs', 'stomp')", name="integration_type"
+        ),
+        CheckConstraint("cardinality(observes) > 0", name="observes_not_empty"),
+        Index(
+            "ix_integrations_store_created",
+            "store_id",
+            text("created_at DESC"),
+            text("id DESC"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index(
+            "ix_integrations_observes_live",
+            "observes",
+            postgresql_using="gin",
+            postgresql_where=text("enabled AND deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    integration_type: Mapped[str] = mapped_column(Text)
+    observes: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    configuration: Mapped[dict[str, object]] = mapped_column(JSONB)
+    signing_secret: Mapped[str] = mapped_column(Text)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+    deleted_at: Mapped[datetime | None] = _ts(nullable=True)
+
+
+class Event(Base):
+    """A published domain event; `client_id` makes publishing idempotent per store."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index(
+            "uq_events_store_client_id",
+            "store_id",
+            "client_id",
+            unique=True,
+            postgresql_where=text("client_id IS NOT NULL"),
+        ),
+        Index("ix_events_store_created", "store_id", text("created_at DESC"), text("id DESC")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    client_id: Mapped[str | None] = mapped_column(Text)
+    triggered_by: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, object]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _ts()
+
+
+class IntegrationJob(Base):
+    """One event to be delivered to one integration: the unit the dispatcher claims."""
+
+    __tablename__ = "integration_jobs"
+    __table_args__ = (
+        CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index(
+            "ix_integration_jobs_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_integration_jobs_leased",
+            "lease_expires_at",
+            postgresql_where=text("status = 'delivering'"),
+        ),
+        Index(
+            "ix_integration_jobs_integration_created",
+            "integration_id",
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
+        Index("ix_integration_jobs_event", "event_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    integration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE")
+    )
+    triggered_by: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    lease_owner: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None] = _ts(nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    retry_of: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("integration_jobs.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+    completed_at: Mapped[datetime | None] = _ts(nullable=True)
+
+
+class IntegrationLog(Base):
+    """One delivery attempt of one job, whatever its outcome."""
+
+    __tablename__ = "integration_logs"
+    __table_args__ = (
+        Index(
+            "ix_integration_logs_integration_created",
+            "integration_id",
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
+        Index("ix_integration_logs_job_attempt", "job_id", "attempt"),
+        Index(
+            "ix_integration_logs_store_created",
+            "store_id",
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    integration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE")
+    )
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("integration_jobs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    processing_time: Mapped[float] = mapped_column(Double)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    body: Mapped[str | None] = mapped_column(Text)
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _ts()
