@@ -93,7 +93,9 @@ def _constraints(schema: dict[str, Any]) -> str:
         found |= {f"items.{k}": schema["items"][k] for k in _CONSTRAINTS if k in schema["items"]}
     if not found:
         return ""
-    text = ", ".join(f"{k}: {orjson.dumps(v).decode()}" for k, v in found.items())
+    text = ", ".join(
+        f"{k}: {v if isinstance(v, str) else orjson.dumps(v).decode()}" for k, v in found.items()
+    )
     return f'<div class="muted">{escape(text)}</div>'
 
 
@@ -152,7 +154,15 @@ def _operation(document: dict[str, Any], path: str, method: str, op: dict[str, A
             f"<th>Description</th></tr>{rows}</table>"
         )
     if "requestBody" in op:
-        parts.append(f"<h4>Request body</h4><p>{_content(op['requestBody']['content'])}</p>")
+        content = op["requestBody"]["content"]
+        parts.append(f"<h4>Request body</h4><p>{_content(content)}</p>")
+        for media in content.values():
+            for name, example in media.get("examples", {}).items():
+                pretty = orjson.dumps(example["value"], option=orjson.OPT_INDENT_2).decode()
+                parts.append(
+                    f"<details><summary>Example: {escape(name)}</summary>"
+                    f"<pre>{escape(pretty)}</pre></details>"
+                )
     rows = ""
     for status, response in op.get("responses", {}).items():
         resolved = _resolve(document, response)
