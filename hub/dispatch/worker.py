@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
+from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,6 +42,17 @@ from hub.store import queue
 from hub.store.engine import plain_url
 
 log = structlog.get_logger(__name__)
+
+ATTEMPTS = Counter(
+    "hub_delivery_attempts_total",
+    "Delivery attempts recorded, by integration type and outcome",
+    ["integration_type", "outcome"],
+)
+ATTEMPT_SECONDS = Histogram(
+    "hub_delivery_attempt_seconds", "Time one delivery attempt took", ["integration_type"]
+)
+IN_FLIGHT = Gauge("hub_deliveries_in_flight", "Delivery attempts running in this process")
+CLAIMED = Counter("hub_jobs_claimed_total", "Jobs claimed by this process")
 
 CLAIM_BATCH = 100
 RECORD_BATCH = 500
@@ -158,15 +170,18 @@ class Worker:
             log.warning("claim_failed", error=str(exc) or type(exc).__name__)
             await asyncio.sleep(min(self.settings.worker_poll_interval, 1.0))
             return 0
+        CLAIMED.inc(len(jobs))
         for job in jobs:
             if job.integration_live:
                 task = asyncio.create_task(self._attempt(job), name=f"hub-job-{job.id}")
                 self._inflight[job.id] = task
+                IN_FLIGHT.inc()
                 task.add_done_callback(functools.partial(self._done, job.id))
         return len(jobs)
 
     def _done(self, job_id: uuid.UUID, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(job_id, None)
+        IN_FLIGHT.dec()
         if self._saturated:
             self._saturated = False
             self._wake.set()
@@ -232,6 +247,9 @@ class Worker:
         self._records.put_nowait(self._record(job, result))
 
     def _record(self, job: queue.ClaimedJob, result: DeliveryResult) -> queue.AttemptRecord:
+        ATTEMPT_SECONDS.labels(job.integration_type).observe(result.duration)
+        outcome = "succeeded" if result.succeeded else "failed"
+        ATTEMPTS.labels(job.integration_type, outcome).inc()
         kwargs = {"rand": self._rand} if self._rand is not None else {}
         decision = decide(
             attempt=job.attempt,

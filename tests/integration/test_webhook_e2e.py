@@ -92,6 +92,9 @@ async def test_a_published_event_arrives_signed_at_the_webhook_and_is_logged(env
     assert log["body"] == "answered 200"
     assert log["processing_time"] > 0
 
+    metrics = await (await stack.client.get("/metrics")).text()
+    assert 'hub_delivery_attempts_total{integration_type="webhook",outcome="succeeded"}' in metrics
+
 
 async def test_a_sink_failing_twice_gets_three_attempts_of_the_same_job(env: Env) -> None:
     stack = env.stack
