@@ -30,6 +30,8 @@ T = TypeVar("T")
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 25
+#: PostgreSQL's OFFSET is a bigint; beyond it the query itself would fail.
+MAX_OFFSET = 2**63 - 1
 
 
 def dumps(value: Any) -> bytes:
@@ -132,7 +134,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
 def page_params(request: web.Request) -> PageParams:
     return PageParams(
         limit=_int_param(request, "page[limit]", DEFAULT_LIMIT, 1, MAX_LIMIT),
-        offset=_int_param(request, "page[offset]", 0, 0, None),
+        offset=_int_param(request, "page[offset]", 0, 0, MAX_OFFSET),
     )
 
 

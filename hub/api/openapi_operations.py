@@ -62,8 +62,8 @@ PARAMETERS: dict[str, Any] = {
     "PageOffset": _param(
         "query",
         "page[offset]",
-        {"type": "integer", "minimum": 0, "default": 0},
-        "0-based index of the first result. Negative or not an integer: 400.",
+        {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0},
+        "0-based index of the first result. Negative, over 2^63-1 or not an integer: 400.",
     ),
     "PageLimit": _param(
         "query",
@@ -109,9 +109,10 @@ PARAMETERS: dict[str, Any] = {
     "IdempotencyKey": _param(
         "header",
         "Idempotency-Key",
-        {"type": "string", "minLength": 1},
+        {"type": "string", "minLength": 1, "maxLength": 255},
         "The client id of a single event without `data.id` (with one, the two must be equal, "
-        "else 422); in a batch, events without an `id` get `<Idempotency-Key>:<index>`.",
+        "else 422); in a batch, events without an `id` get `<Idempotency-Key>:<index>`. "
+        "Longer than 255 characters: 400.",
     ),
     "XHubStore": _param(
         "header",

@@ -33,7 +33,7 @@ from hub.api.schemas import (
 )
 from hub.auth import Permission
 from hub.errors import BadRequest, Conflict, NotFound, ValidationFailed
-from hub.events import is_valid_key, match_candidates
+from hub.events import is_valid_key, match_candidates, validate_observed
 from hub.services import events as event_service
 from hub.services import integrations as integration_service
 from hub.services.validation import problems
@@ -43,6 +43,8 @@ from hub.store.models import JOB_STATUSES
 routes = web.RouteTableDef()
 
 _EVENT_LIST = TypeAdapter(list[EventIn])
+#: As long as an event's `id`: the key is stored as its client id, under a unique index.
+MAX_IDEMPOTENCY_KEY = 255
 
 
 def _base(request: web.Request) -> str:
@@ -76,6 +78,9 @@ async def list_integrations(request: web.Request) -> web.Response:
     observes = request.query.get("filter[observes]")
     observes_any = None
     if observes is not None:
+        reason = validate_observed(observes, request.app[CATALOGUE])
+        if reason is not None:
+            raise BadRequest(reason, source="filter[observes]")
         # A concrete key finds every integration that would receive it (wildcards included);
         # a wildcard finds the integrations that list that very wildcard.
         observes_any = match_candidates(observes) if is_valid_key(observes) else (observes,)
@@ -265,6 +270,12 @@ async def publish_events(request: web.Request) -> web.Response:
             raise ValidationFailed(problems(exc, "data")) from None
     else:
         items = [parse_data(document, EventIn)]
+    idempotency_key = request.headers.get("Idempotency-Key") or None
+    if idempotency_key is not None and len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+        raise BadRequest(
+            f"the Idempotency-Key header must be at most {MAX_IDEMPOTENCY_KEY} characters",
+            source="Idempotency-Key",
+        )
     settings = request.app[SETTINGS]
     async with request.app[ENGINE].begin() as conn:
         results = await event_service.publish(
@@ -273,7 +284,7 @@ async def publish_events(request: web.Request) -> web.Response:
             principal.store_id,
             items,
             batch=batch,
-            idempotency_key=request.headers.get("Idempotency-Key") or None,
+            idempotency_key=idempotency_key,
             max_event_bytes=settings.max_event_bytes,
         )
     base = _base(request)

@@ -113,6 +113,8 @@ async def update(
     new_type = data.integration_type or current.integration_type
     if "integration_type" in given and data.integration_type is None:
         found.append(("data.integration_type must not be null", "data.integration_type"))
+    if "configuration" in given and data.configuration is None:
+        found.append(("data.configuration must not be null", "data.configuration"))
     if data.configuration is not None or new_type != current.integration_type:
         merged = _merge_configuration(current, new_type, data.configuration or {})
         configuration, config_problems = _check_configuration(new_type, merged)

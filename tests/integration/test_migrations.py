@@ -1,0 +1,147 @@
+"""The migrations are the schema: on an empty database, alembic's head must match the models
+exactly, and the whole history must go down to nothing and up again."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import CheckConstraint, Connection, inspect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.store.engine import alembic_config, create_engine
+from hub.store.models import Base
+from tests.conftest import create_database, db_url, drop_database
+
+
+@pytest.fixture
+async def empty_engine() -> AsyncIterator[AsyncEngine]:
+    """An engine on a brand-new database that no migration has touched."""
+    name = await create_database()
+    engine = create_engine(db_url(name), pool_size=1)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await drop_database(name)
+
+
+def _alembic(connection: Connection, action: str, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    getattr(command, action)(cfg, revision)
+
+
+async def alembic(engine: AsyncEngine, action: str, revision: str) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(_alembic, action, revision)
+
+
+def _differences(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "compare_server_default": True}
+    )
+    return list(compare_metadata(context, Base.metadata))
+
+
+async def differences(engine: AsyncEngine) -> list[Any]:
+    async with engine.connect() as conn:
+        return await conn.run_sync(_differences)
+
+
+def _tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+async def tables(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        return await conn.run_sync(_tables)
+
+
+def _revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(_revision)
+
+
+MODEL_TABLES = set(Base.metadata.tables)
+
+
+def _model_checks_and_partial_indexes() -> dict[str, tuple[set[str], set[str]]]:
+    """Per table: its check constraints' names and its partial indexes' names, from the models.
+
+    Autogenerate compares neither, so they are checked by name here.
+    """
+    found = {}
+    for table in Base.metadata.tables.values():
+        checks = {str(c.name) for c in table.constraints if isinstance(c, CheckConstraint)}
+        partial = {
+            str(i.name)
+            for i in table.indexes
+            if i.dialect_options["postgresql"].get("where") is not None
+        }
+        found[table.name] = (checks, partial)
+    return found
+
+
+def _db_checks_and_partial_indexes(connection: Connection) -> dict[str, tuple[set[str], set[str]]]:
+    inspector = inspect(connection)
+    found = {}
+    for table in MODEL_TABLES:
+        checks = {str(c["name"]) for c in inspector.get_check_constraints(table)}
+        partial = {
+            str(i["name"])
+            for i in inspector.get_indexes(table)
+            if i.get("dialect_options", {}).get("postgresql_where")
+        }
+        found[table] = (checks, partial)
+    return found
+
+
+async def test_upgrading_an_empty_database_to_head_gives_exactly_the_models_schema(
+    empty_engine: AsyncEngine,
+) -> None:
+    assert await tables(empty_engine) == set()
+
+    await alembic(empty_engine, "upgrade", "head")
+
+    assert await differences(empty_engine) == []
+    assert await tables(empty_engine) == MODEL_TABLES | {"alembic_version"}
+    assert await revision(empty_engine) is not None
+    async with empty_engine.connect() as conn:
+        in_database = await conn.run_sync(_db_checks_and_partial_indexes)
+    assert in_database == _model_checks_and_partial_indexes()
+
+
+async def test_the_migrations_go_down_to_base_and_up_again(empty_engine: AsyncEngine) -> None:
+    await alembic(empty_engine, "upgrade", "head")
+    head = await revision(empty_engine)
+
+    await alembic(empty_engine, "downgrade", "base")
+
+    assert await tables(empty_engine) <= {"alembic_version"}
+    assert await revision(empty_engine) is None
+
+    await alembic(empty_engine, "upgrade", "head")
+
+    assert await revision(empty_engine) == head
+    assert await differences(empty_engine) == []
+
+
+async def test_upgrading_a_database_already_at_head_changes_nothing(
+    empty_engine: AsyncEngine,
+) -> None:
+    await alembic(empty_engine, "upgrade", "head")
+    head = await revision(empty_engine)
+
+    await alembic(empty_engine, "upgrade", "head")
+
+    assert await revision(empty_engine) == head
+    assert await differences(empty_engine) == []
