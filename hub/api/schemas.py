@@ -170,7 +170,10 @@ class JobMeta(BaseModel):
 class JobOut(BaseModel):
     id: str
     type: Literal["integration-job"] = "integration-job"
-    status: Literal["pending", "delivering", "succeeded", "failed", "cancelled"]
+    status: Literal["pending", "delivering", "succeeded", "failed", "cancelled", "held"] = Field(
+        description="`held` (beyond EP): waiting while the circuit breaker has the integration "
+        "switched off; re-enabling it makes the job pending again."
+    )
     attempts: int
     next_attempt_at: str | None
     triggered_by: str

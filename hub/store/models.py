@@ -35,7 +35,10 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-JOB_STATUSES = ("pending", "delivering", "succeeded", "failed", "cancelled")
+JOB_STATUSES = ("pending", "delivering", "succeeded", "failed", "cancelled", "held")
+"""`held`: waiting while its integration is switched off by the circuit breaker; re-enabling the
+integration makes held jobs pending again."""
+FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 ROLES = ("view", "manage", "publish", "admin")
 
 
@@ -83,6 +86,8 @@ class Integration(Base):
             "integration_type IN ('webhook', 'aws_sqs', 'stomp')", name="integration_type"
         ),
         CheckConstraint("cardinality(observes) > 0", name="observes_not_empty"),
+        CheckConstraint("max_in_flight IS NULL OR max_in_flight > 0", name="max_in_flight"),
+        CheckConstraint("rate_limit IS NULL OR rate_limit > 0", name="rate_limit"),
         Index(
             "ix_integrations_store_created",
             "store_id",
@@ -107,6 +112,17 @@ class Integration(Base):
     observes: Mapped[list[str]] = mapped_column(ARRAY(Text))
     configuration: Mapped[dict[str, object]] = mapped_column(JSONB)
     signing_secret: Mapped[str] = mapped_column(Text)
+    previous_signing_secret: Mapped[str | None] = mapped_column(Text)
+    """The secret before the last rotation, still signed with until it expires."""
+    previous_signing_secret_expires_at: Mapped[datetime | None] = _ts(nullable=True)
+    conditions: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+    """(beyond EP) a filter on the event payload; events that do not match create no job."""
+    max_in_flight: Mapped[int | None] = mapped_column(Integer)
+    """Attempts to this integration running at once, per worker; unset: no limit of its own."""
+    rate_limit: Mapped[float | None] = mapped_column(Double)
+    """Attempts per second to this integration, per worker; unset: unlimited."""
+    failing_since: Mapped[datetime | None] = _ts(nullable=True)
+    """Start of the current unbroken stretch of failed attempts (the circuit breaker's clock)."""
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
@@ -136,6 +152,24 @@ class Event(Base):
     created_at: Mapped[datetime] = _ts()
 
 
+class Replay(Base):
+    """(beyond EP) a request to re-queue an integration's jobs of a time window; its jobs point
+    back with `replay_id`, so its progress is counted from them."""
+
+    __tablename__ = "replays"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    integration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE")
+    )
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    until: Mapped[datetime | None] = _ts(nullable=True)
+    statuses: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    total: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _ts()
+
+
 class IntegrationJob(Base):
     """One event to be delivered to one integration: the unit the dispatcher claims."""
 
@@ -160,6 +194,21 @@ class IntegrationJob(Base):
             text("id DESC"),
         ),
         Index("ix_integration_jobs_event", "event_id"),
+        Index(
+            "ix_integration_jobs_replay",
+            "replay_id",
+            postgresql_where=text("replay_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_integration_jobs_finished",
+            "completed_at",
+            postgresql_where=text("status IN ('succeeded', 'failed', 'cancelled')"),
+        ),
+        Index(
+            "ix_integration_jobs_integration_status",
+            "integration_id",
+            "status",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -179,6 +228,9 @@ class IntegrationJob(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     retry_of: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("integration_jobs.id", ondelete="SET NULL")
+    )
+    replay_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("replays.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
@@ -203,6 +255,7 @@ class IntegrationLog(Base):
             text("created_at DESC"),
             text("id DESC"),
         ),
+        Index("ix_integration_logs_created", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
