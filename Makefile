@@ -9,10 +9,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Everything after `pytest` in `make test`, e.g. `make test PYTEST_ARGS='-x -k webhook'`.
 PYTEST_ARGS ?= -n 2 -q
+# Everything after `python -m bench.run`, e.g. `make bench BENCH_ARGS='--quick --only latency'`.
+BENCH_ARGS ?=
 # The tests create their own throwaway databases from this one.
 export HUB_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: help install run test lint fmt migrate worker clean services
+.PHONY: help install run test lint fmt migrate worker bench clean services
 
 help: ## Show this list of targets
 	@echo "Usage: make <target>"
@@ -52,6 +54,9 @@ migrate: $(STAMP) ## Apply the database migrations (HUB_DATABASE_URL, else the e
 
 worker: $(STAMP) ## Run a dispatcher-only process (`hub worker`)
 	$(BIN)/hub worker
+
+bench: $(STAMP) ## Run the benchmark (PostgreSQL + real hub processes; BENCH_ARGS=--quick for a smoke run)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 services: ## Make sure PostgreSQL and RabbitMQ (with STOMP) are up (.ci/services.sh)
 	bash .ci/services.sh

@@ -9,7 +9,10 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from yarl import URL
+
+from hub.ssrf import SsrfGuard
 
 IntegrationType = Literal["webhook", "aws_sqs", "stomp"]
 INTEGRATION_TYPES: tuple[IntegrationType, ...] = ("webhook", "aws_sqs", "stomp")
@@ -22,6 +25,26 @@ class _Config(BaseModel):
 
     #: Fields whose values are secrets: masked in responses, never logged.
     SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
+
+#: The validation context's key for the `SsrfGuard` that judges targets at create/update time.
+GUARD = "ssrf_guard"
+
+
+def _check_target(value: str, info: ValidationInfo) -> None:
+    """Refuse a target the SSRF guard can judge without DNS (a literal non-public address, a
+    name that is internal by definition) when the API validates with a guard in its context;
+    the deliverers judge every resolved address again at delivery time."""
+    guard = (info.context or {}).get(GUARD)
+    if not isinstance(guard, SsrfGuard):
+        return
+    try:
+        host = URL(value).host  # normalised as the deliverers will see it (IDNA, brackets)
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    problem = guard.static_problem(host or "")
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def _http_url(value: str, *, schemes: tuple[str, ...]) -> str:
@@ -43,8 +66,10 @@ class WebhookConfig(_Config):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        return _http_url(value, schemes=("http", "https"))
+    def _url(cls, value: str, info: ValidationInfo) -> str:
+        _http_url(value, schemes=("http", "https"))
+        _check_target(value, info)
+        return value
 
 
 class SqsConfig(_Config):
@@ -66,8 +91,10 @@ class SqsConfig(_Config):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        return _http_url(value, schemes=("http", "https"))
+    def _url(cls, value: str, info: ValidationInfo) -> str:
+        _http_url(value, schemes=("http", "https"))
+        _check_target(value, info)
+        return value
 
 
 class StompConfig(_Config):
@@ -82,13 +109,14 @@ class StompConfig(_Config):
 
     @field_validator("addresses")
     @classmethod
-    def _addresses(cls, value: list[str]) -> list[str]:
+    def _addresses(cls, value: list[str], info: ValidationInfo) -> list[str]:
         for address in value:
             parts = urlsplit(address)
             if parts.scheme not in ("stomp", "stomp+ssl") or not parts.hostname or not parts.port:
                 raise ValueError(
                     f"{address!r} is not a stomp://host:port or stomp+ssl://host:port address"
                 )
+            _check_target(address, info)
         return value
 
 
@@ -99,6 +127,12 @@ CONFIG_MODELS: dict[str, type[AnyConfig]] = {
     "aws_sqs": SqsConfig,
     "stomp": StompConfig,
 }
+
+
+SECRET_FIELD_NAMES: frozenset[str] = frozenset().union(
+    *(model.SECRET_FIELDS for model in CONFIG_MODELS.values())
+)
+"""Every configuration field that holds a secret, whatever the type: encrypted at rest."""
 
 
 def mask(value: str) -> str:

@@ -32,6 +32,10 @@ as a whole for a reason that may be one entry's (an invalid parameter rather tha
 missing queue, throttling or a server error), its entries are re-sent one by one, so that one bad
 message never fails its neighbours.
 
+**SSRF guard.** The endpoint's host names are resolved through `hub.ssrf`'s `GuardedResolver`
+(the connection goes to the vetted addresses), and a literal address is judged before the first
+request; a refused endpoint is a failed attempt saying why.
+
 **Results.** Success: `body` is `MessageId: …` (plus `SequenceNumber: …` on FIFO queues) and
 `status_code` SQS's HTTP status. Failure: a readable `error_detail` naming the AWS error code, and
 `status_code` the HTTP status of SQS's error answer; it is None when there was no answer (the
@@ -46,6 +50,7 @@ import asyncio
 import contextlib
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -65,6 +70,8 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 from deliverers.base import Delivery, DeliveryResult, truncate_body
 from deliverers.cloudevent import build_cloudevent, encode
 from deliverers.config import SqsConfig, mask
+from hub.errors import TargetRefused
+from hub.ssrf import Network, SsrfGuard
 
 logger = structlog.get_logger(__name__)
 
@@ -287,6 +294,9 @@ def _botocore_error(error: BaseException, endpoint: str, timeout: float) -> _Fai
         return _Failed(f"Timed out after {timeout} s waiting for the SQS endpoint {endpoint}")
     if isinstance(error, EndpointConnectionError):
         cause = getattr(error, "kwargs", {}).get("error")
+        refused = getattr(cause, "os_error", None)
+        if isinstance(refused, TargetRefused):
+            return _Failed(refused.reason)
         if isinstance(getattr(cause, "os_error", None), ConnectionRefusedError):
             return _Failed(f"Connection refused by the SQS endpoint {endpoint}")
         reason = f": {_reason(str(cause))}" if cause is not None else ""
@@ -339,6 +349,7 @@ class SqsDeliverer:
 
     `source` is the CloudEvents `source` (the hub's public URL). `session` may be given to share
     an aiobotocore session (its event hooks apply to every client this deliverer creates).
+    `allowed_networks` are the non-public networks endpoints may be in (`HUB_ALLOWED_NETWORKS`).
     """
 
     integration_type: ClassVar[str] = "aws_sqs"
@@ -352,7 +363,9 @@ class SqsDeliverer:
         batch_window: float = 0.002,
         max_pool_connections: int = 50,
         session: AioSession | None = None,
+        allowed_networks: Sequence[Network] = (),
     ) -> None:
+        self._guard = SsrfGuard(tuple(allowed_networks))
         self._source = source
         self._timeout = timeout
         self._batch_window = batch_window
@@ -363,6 +376,7 @@ class SqsDeliverer:
             retries={"total_max_attempts": max_attempts, "mode": "standard"},
             max_pool_connections=max_pool_connections,
             user_agent_extra="hub-sqs",
+            connector_args={"resolver": self._guard.resolver()},
         )
         self._given_session = session
         self._session: AioSession | None = None
@@ -431,6 +445,10 @@ class SqsDeliverer:
             config.region,
             endpoint_of(config.url),
         )
+        try:  # names are judged by the connector's resolver; it is not asked about addresses
+            self._guard.check_literal(urlsplit(config.url).hostname or "")
+        except TargetRefused as refused:
+            return self._failed(log, started, _Failed(refused.reason), config)
         try:
             client = await self._client(key)
         except Exception as error:  # invalid endpoint or region: botocore raises several types

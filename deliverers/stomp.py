@@ -53,6 +53,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -68,6 +69,8 @@ import structlog
 from deliverers.base import Delivery, DeliveryResult
 from deliverers.cloudevent import build_cloudevent, encode
 from deliverers.config import StompConfig
+from hub.errors import TargetRefused
+from hub.ssrf import Network, SsrfGuard
 
 logger = structlog.get_logger(__name__)
 
@@ -133,6 +136,7 @@ class _Transport(stomp.transport.Transport):  # type: ignore[misc]
         timeout: float,
         virtual_host: str | None,
         ssl_context: ssl.SSLContext,
+        targets: tuple[str, ...] = (),
     ) -> None:
         host_and_port = (address.host, address.port)
         super().__init__(
@@ -147,6 +151,8 @@ class _Transport(stomp.transport.Transport):  # type: ignore[misc]
         self._address = address
         self._connect_timeout = timeout
         self._ssl_context = ssl_context
+        # The SSRF guard's vetted addresses of the host: connected to as they are, in order.
+        self._targets = targets or (address.host,)
         if address.tls:
             # Tells stomp.py's `disconnect_socket` to end the TLS session properly.
             self.set_ssl(for_hosts=[host_and_port])
@@ -156,7 +162,14 @@ class _Transport(stomp.transport.Transport):  # type: ignore[misc]
         address = self._address
         sock: socket.socket | None = None
         try:
-            sock = socket.create_connection((address.host, address.port), self._connect_timeout)
+            for index, target in enumerate(self._targets):
+                try:
+                    sock = socket.create_connection((target, address.port), self._connect_timeout)
+                    break
+                except OSError:
+                    if index == len(self._targets) - 1:
+                        raise
+            assert sock is not None
             if address.tls:
                 sock = self._ssl_context.wrap_socket(sock, server_hostname=address.host)
         except OSError as error:
@@ -366,6 +379,8 @@ class StompDeliverer:
 
     `source` is the CloudEvents `source` (the hub's public URL); `timeout` bounds each attempt.
     `ssl_context` checks `stomp+ssl://` brokers (default: the system's CAs, hostname checked).
+    `allowed_networks` are the non-public networks brokers may be in (`HUB_ALLOWED_NETWORKS`):
+    each address is resolved and judged by `hub.ssrf` and the socket goes to a vetted address.
     """
 
     integration_type: ClassVar[str] = "stomp"
@@ -379,7 +394,9 @@ class StompDeliverer:
         virtual_host: str | None = "/",
         ssl_context: ssl.SSLContext | None = None,
         idle_timeout: float = 300.0,
+        allowed_networks: Sequence[Network] = (),
     ) -> None:
+        self._guard = SsrfGuard(tuple(allowed_networks))
         self._source = source
         self._timeout = timeout
         self._heartbeats = heartbeats
@@ -547,11 +564,20 @@ class StompDeliverer:
             if remaining <= 0:
                 failures.append(f"{url} (not tried: out of time)")
                 continue
+            try:
+                vetted = self._guard.resolve_sync(address.host, address.port)
+            except TargetRefused as refused:
+                failures.append(f"{url} ({refused.reason})")
+                continue
+            except OSError as error:
+                failures.append(f"{url} ({_connect_reason(error, remaining)})")
+                continue
             transport = _Transport(
                 address,
                 timeout=remaining,
                 virtual_host=self._virtual_host,
                 ssl_context=ssl_context,
+                targets=tuple(str(ip) for ip in vetted),
             )
             conn = _Connection(transport, self._heartbeats)
             session = _Session(loop, address)

@@ -6,6 +6,11 @@ the outcome is always a `DeliveryResult`: a 2xx answer is a success, everything 
 status, a timeout, a refused connection, a DNS or TLS failure) is a failure with a specific,
 human-readable `error_detail`.
 
+**SSRF guard.** The session's connector resolves host names through `hub.ssrf`'s
+`GuardedResolver`, so the connection goes to vetted addresses only (no second lookup to rebind),
+and a literal address in the URL is judged before the request. A refused target is a failed
+attempt whose `error_detail` says why.
+
 Besides EP's `X-MOLTIN-*` headers every request is signed the Standard Webhooks way:
 `webhook-id` (the job id, so the same on every attempt), `webhook-timestamp` (unix seconds) and
 `webhook-signature`, one `v1,<base64 HMAC-SHA256>` entry per signing secret, separated by
@@ -22,6 +27,7 @@ import hashlib
 import hmac
 import ssl
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -29,10 +35,13 @@ from typing import Any, ClassVar
 import aiohttp
 import orjson
 import structlog
+from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from deliverers.base import BODY_LIMIT, Delivery, DeliveryResult, truncate_body
 from deliverers.config import WebhookConfig
+from hub.errors import TargetRefused
+from hub.ssrf import Network, SsrfGuard, parse_ip
 
 logger = structlog.get_logger(__name__)
 
@@ -52,7 +61,9 @@ class WebhookDeliverer:
 
     `timeout` bounds a whole attempt (connecting, sending, and reading the answer). The session
     keeps no cookies: one pool serves every store's endpoints, and nothing one endpoint sets may
-    reach another.
+    reach another. `allowed_networks` are the non-public networks deliveries may reach
+    (`HUB_ALLOWED_NETWORKS`; none by default); `resolver` replaces the system's lookups under the
+    guard (tests).
     """
 
     integration_type: ClassVar[str] = "webhook"
@@ -64,7 +75,11 @@ class WebhookDeliverer:
         user_agent: str = "hub-webhooks/0.1",
         limit_per_host: int = 100,
         ttl_dns_cache: int = 60,
+        allowed_networks: Sequence[Network] = (),
+        resolver: AbstractResolver | None = None,
     ) -> None:
+        self._guard = SsrfGuard(tuple(allowed_networks))
+        self._resolver = resolver
         self._timeout = timeout
         self._user_agent = user_agent
         self._limit_per_host = limit_per_host
@@ -81,6 +96,7 @@ class WebhookDeliverer:
             limit=0,
             limit_per_host=self._limit_per_host,
             ttl_dns_cache=self._ttl_dns_cache,
+            resolver=self._guard.resolver(self._resolver),
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -119,6 +135,14 @@ class WebhookDeliverer:
             )
         url = URL(config.url)
         log = log.bind(host=url.host)
+        literal = parse_ip(url.host or "")
+        if literal is not None:
+            try:
+                self._guard.check(url.host or "", literal)
+            except TargetRefused as refused:
+                return self._failed(log, started, refused.reason)
+            # Connect to the address as judged, whatever its spelling (`127.1`, `0x7f.1`).
+            url = url.with_host(str(literal))
 
         body = build_body(delivery)
         try:
@@ -144,6 +168,8 @@ class WebhookDeliverer:
             detail += _tls_reason(error)
             return self._failed(log, started, detail, config.secret_key)
         except aiohttp.ClientConnectorDNSError as error:
+            if isinstance(error.os_error, TargetRefused):
+                return self._failed(log, started, error.os_error.reason)
             return self._failed(log, started, f"Could not resolve host {error.host}")
         except aiohttp.ClientConnectorError as error:
             where = _hostport(error.host, error.port)
@@ -173,7 +199,8 @@ class WebhookDeliverer:
             succeeded=succeeded,
             duration=duration,
             status_code=status,
-            body=text,
+            # An endpoint may echo the request back; the secret it was sent is not kept.
+            body=text.replace(config.secret_key, "****") if config.secret_key else text,
             error_detail=None if succeeded else NON_2XX_DETAIL,
             retry_after=retry_after,
         )

@@ -1,4 +1,11 @@
-"""The `hub` command: serve, worker, migrate, keys, and `dev` (what `make run` starts)."""
+"""The `hub` command: serve, worker, migrate, keys, secrets, and `dev` (what `make run` starts).
+
+`HUB_SECRET_KEY` (see `hub.crypto`) is required by the commands that read or write integration
+secrets (`serve`, `worker`, `secrets rotate`) when `HUB_DATABASE_URL` names a database: they
+refuse to start without it rather than store credentials in clear. With the embedded database
+(`HUB_DATABASE_URL` unset: development) a key is generated once and kept next to the data, in
+`<HUB_DATA_DIR>/secret-key`.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,12 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
+from hub import crypto
 from hub.auth import generate_key, key_matches, key_prefix
-from hub.errors import ConfigurationError
+from hub.errors import ConfigurationError, SecretsUnreadable
 from hub.logconfig import configure_logging
 from hub.settings import Settings
+from hub.ssrf import LOOPBACK
 from hub.store import repository
 from hub.store.engine import create_engine, database_url, migrate, migrate_url
 from hub.store.models import ROLES
@@ -46,7 +55,60 @@ def _parser() -> argparse.ArgumentParser:
     keys_sub.add_parser("list", help="list keys (never the keys themselves)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
+
+    secrets_ = sub.add_parser("secrets", help="the key that encrypts stored secrets")
+    secrets_sub = secrets_.add_subparsers(dest="secrets_command", required=True)
+    secrets_sub.add_parser(
+        "generate-key", help="print a new key for HUB_SECRET_KEY (touches nothing)"
+    )
+    secrets_sub.add_parser(
+        "rotate",
+        help="re-encrypt every stored secret with the first key of HUB_SECRET_KEY "
+        "(and encrypt any stored in clear)",
+    )
     return parser
+
+
+#: Commands that read or write integration secrets.
+_NEEDS_SECRET_KEY = ("serve", "worker", "dev", "secrets")
+
+
+def _secret_key(settings: Settings, command: str) -> str | None:
+    """`HUB_SECRET_KEY`, or the embedded database's generated key; see the module docstring."""
+    if settings.secret_key is not None and settings.secret_key.get_secret_value().strip():
+        return settings.secret_key.get_secret_value()
+    if command not in _NEEDS_SECRET_KEY:
+        return None
+    if settings.database_url:
+        raise ConfigurationError(
+            "HUB_SECRET_KEY is required with HUB_DATABASE_URL: it encrypts the integrations' "
+            "credentials at rest. Create one with `hub secrets generate-key` and keep it safe."
+        )
+    path = settings.data_dir / "secret-key"
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(crypto.generate_key() + "\n")
+    print(f"hub: generated a key for stored secrets in {path} (embedded database only)")
+    return path.read_text().strip()
+
+
+async def _rotate_secrets(url: str, keyring: crypto.Keyring) -> int:
+    from hub.services.secrets import reencrypt_all
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        await migrate(engine)
+        report = await reencrypt_all(engine, keyring)
+    finally:
+        await engine.dispose()
+    print(
+        f"re-encrypted {report.values} secrets of {report.integrations} integrations with the "
+        f"first key of HUB_SECRET_KEY ({report.were_clear} had been stored in clear); the other "
+        "keys may now be removed"
+    )
+    return 0
 
 
 async def _keys(args: argparse.Namespace, url: str) -> int:
@@ -168,13 +230,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings.model_copy(update={"host": args.host})
     if getattr(args, "port", None) is not None:
         settings = settings.model_copy(update={"port": args.port})
+    if args.command == "dev" and "allowed_networks" not in settings.model_fields_set:
+        # The README's demo delivers to a local app; a deployment decides for itself.
+        settings = settings.model_copy(update={"allowed_networks": LOOPBACK})
     configure_logging(settings)
+    if args.command == "secrets" and args.secrets_command == "generate-key":
+        print(crypto.generate_key())
+        return 0
     try:
+        secret_key = _secret_key(settings, args.command)
+        keyring = crypto.Keyring.from_setting(secret_key) if secret_key else None
         url = database_url(settings)
     except ConfigurationError as exc:
         print(f"hub: {exc}", file=sys.stderr)
         return 2
+    crypto.install(keyring)
+    try:
+        return _run(args, settings, url, keyring)
+    except SecretsUnreadable as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 2
 
+
+def _run(
+    args: argparse.Namespace, settings: Settings, url: str, keyring: crypto.Keyring | None
+) -> int:
     from hub import runner  # imported late: the API and deliverers are not needed by `keys`
 
     if args.command == "migrate":
@@ -183,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "keys":
         return asyncio.run(_keys(args, url))
+    if args.command == "secrets":
+        assert keyring is not None
+        return asyncio.run(_rotate_secrets(url, keyring))
     if args.command == "worker":
         asyncio.run(runner.work(settings, url))
         return 0

@@ -11,9 +11,14 @@
     │   ├── Conflict              409 the resource's state forbids the change
     │   ├── PayloadTooLarge       413 body or event over its limit
     │   ├── ValidationFailed      422 one error object per problem
+    │   ├── TooManyRequests       429 the key's request rate is over HUB_API_RATE_LIMIT
     │   └── StorageUnavailable    503 the database cannot be reached
     ├── UnknownIntegrationType    no deliverer is registered for a type
-    └── ConfigurationError        settings that cannot work (bad URL, no embedded server)
+    ├── MessageRejected           an AMQP message the ingest dead-letters (invalid, unauthorised)
+    ├── ConfigurationError        settings that cannot work (bad URL, no embedded server)
+    ├── SecretsUnavailable        a secret must be encrypted or decrypted but no HUB_SECRET_KEY
+    ├── SecretsUnreadable         stored secrets that no key of HUB_SECRET_KEY decrypts
+    └── TargetRefused (OSError)   the SSRF guard refuses a delivery's address
 """
 
 from __future__ import annotations
@@ -93,6 +98,17 @@ class ValidationFailed(ApiError):
         self.items = [ErrorItem(self.status, self.title, d, s) for d, s in problems]
 
 
+class TooManyRequests(ApiError):
+    status = 429
+    title = "Too Many Requests"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"This key is over its rate limit; retry after {retry_after} s", source=None
+        )
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class StorageUnavailable(ApiError):
     status = 503
     title = "Service Unavailable"
@@ -110,5 +126,33 @@ class UnknownIntegrationType(HubError):
         self.integration_type = integration_type
 
 
+class MessageRejected(HubError):
+    """An AMQP message that can never be stored as it is; `reason` goes into its dead letter."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class ConfigurationError(HubError):
     """The settings cannot work as given."""
+
+
+class SecretsUnavailable(HubError):
+    """A secret must be encrypted or decrypted, but no `HUB_SECRET_KEY` is configured."""
+
+
+class SecretsUnreadable(HubError):
+    """A stored secret that no key of `HUB_SECRET_KEY` decrypts (the key was changed without
+    keeping the old one, or the value was altered)."""
+
+
+class TargetRefused(HubError, OSError):
+    """The SSRF guard refuses to connect to `address` (for `host`); `reason` is a readable
+    sentence. An `OSError`, so that it travels through connection libraries' resolvers."""
+
+    def __init__(self, host: str, address: str, reason: str) -> None:
+        super().__init__(reason)
+        self.host = host
+        self.address = address
+        self.reason = reason

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from hub.retry import DEFAULT_SCHEDULE, parse_schedule
@@ -44,18 +44,88 @@ class Settings(BaseSettings):
     allowed_networks: Annotated[
         tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
     ] = ()
-    secret_key: str | None = None
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet keys, comma-separated: the first encrypts stored secrets, all "
+        "decrypt (`hub secrets generate-key`, `hub secrets rotate`).",
+    )
+    signing_secret_grace: timedelta = Field(
+        default=timedelta(hours=24),
+        description="How long a rotated-out signing secret still signs webhooks (e.g. 24h).",
+    )
+    api_rate_limit: float = Field(
+        default=50.0, ge=0, description="API requests per second per key; 0 turns it off."
+    )
+    api_rate_burst: int = Field(
+        default=100, ge=1, description="Requests a key may make at once before the rate applies."
+    )
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_event_bytes: int = Field(default=1024 * 1024, gt=0)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     db_pool_size: int = Field(default=10, ge=1, le=500)
+    # AMQP ingest (hub.ingest): consumed by `hub serve` and `hub worker` when the URL is set.
+    amqp_url: str | None = Field(
+        default=None, description="amqp:// or amqps:// URL of the broker to ingest events from."
+    )
+    amqp_exchange: str = Field(default="hub.events", min_length=1, max_length=255)
+    amqp_queue: str = Field(default="hub.ingest", min_length=1, max_length=255)
+    amqp_binding: str = Field(
+        default="#", min_length=1, max_length=255, description="Routing keys the queue takes."
+    )
+    amqp_dead_letter_exchange: str = Field(default="hub.ingest.dlx", min_length=1, max_length=255)
+    amqp_dead_letter_queue: str = Field(default="hub.ingest.dead", min_length=1, max_length=255)
+    amqp_prefetch: int = Field(default=256, ge=1, le=10_000)
+    amqp_store: str | None = Field(
+        default=None,
+        description="A store trusted for every message on the queue that carries no x-hub-key "
+        "(the broker's own access control is then the gate).",
+    )
+    amqp_requeue_delay: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="Seconds before requeueing a message the database was down for.",
+    )
+    breaker_after: timedelta = Field(
+        default=timedelta(days=5),
+        description="How long an integration may fail without a break before the circuit "
+        "breaker disables it and holds its jobs (e.g. 5d, 12h); 0 turns the breaker off.",
+    )
+    retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Logs and finished jobs older than this are purged; 0 keeps them forever.",
+    )
+    retention_interval: float = Field(
+        default=15.0, gt=0, le=3600, description="Seconds between the worker's purge passes."
+    )
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
     def _parse_schedule(cls, value: object) -> object:
         if isinstance(value, str):
             return parse_schedule(value)
+        return value
+
+    @field_validator("breaker_after", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: object) -> object:
+        if isinstance(value, str):
+            parsed = parse_schedule(value)
+            if len(parsed) != 1:
+                raise ValueError("give one duration, e.g. 5d, 12h or 90s")
+            return parsed[0]
+        return value
+
+    @field_validator("signing_secret_grace", mode="before")
+    @classmethod
+    def _parse_grace(cls, value: object) -> object:
+        if isinstance(value, str):
+            parsed = parse_schedule(value)
+            if len(parsed) != 1:
+                raise ValueError("give one duration, e.g. 24h, 30m or 0s")
+            return parsed[0]
         return value
 
     @field_validator("allowed_networks", mode="before")

@@ -20,13 +20,28 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub import crypto
 from hub.api.app import create_app
 from hub.auth import generate_key
 from hub.settings import Settings
+from hub.ssrf import LOOPBACK
 from hub.store import repository
 from hub.store.engine import create_engine, migrate, plain_url
 
 ADMIN_URL = os.environ.get("HUB_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+#: The tests' `HUB_SECRET_KEY` (a fixed Fernet key: stored secrets stay readable across tests).
+TEST_SECRET_KEY = "hTnP1mN0m2d9V3k5Rj4p0sQ8cW7yXbZa1LqE6uTgHfo="
+#: What the tests' deliveries may reach although not public: their loopback sinks and brokers.
+TEST_ALLOWED_NETWORKS = ",".join(str(network) for network in LOOPBACK)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secrets_keyring() -> crypto.Keyring:
+    """The process-wide keyring, as `hub serve` installs it from `HUB_SECRET_KEY`."""
+    keyring = crypto.Keyring.from_setting(TEST_SECRET_KEY)
+    crypto.install(keyring)
+    return keyring
 
 
 def db_url(name: str) -> str:
@@ -87,6 +102,10 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
         "retry_schedule": "0.2s,0.2s",
         "worker_poll_interval": 0.2,
         "log_level": "warning",
+        "secret_key": TEST_SECRET_KEY,
+        "allowed_networks": TEST_ALLOWED_NETWORKS,
+        # Tests make bursts of requests with one key; tests/security checks the limit itself.
+        "api_rate_limit": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -14,8 +14,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.api.http import CATALOGUE, ENGINE, SETTINGS, json_response
+from hub.api.http import CATALOGUE, ENGINE, RATE_LIMITER, SETTINGS, json_response
 from hub.api.openapi import openapi_routes
+from hub.api.ratelimit import RateLimiter
 from hub.api.routes import routes
 from hub.errors import ApiError, ErrorItem, StorageUnavailable
 from hub.events import EventCatalogue, load_catalogue
@@ -159,6 +160,7 @@ def create_app(
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[CATALOGUE] = catalogue or load_catalogue()
+    app[RATE_LIMITER] = RateLimiter(settings.api_rate_limit, settings.api_rate_burst)
     app.add_routes(ops)
     app.add_routes(openapi_routes)
     app.add_routes(routes)

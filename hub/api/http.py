@@ -13,8 +13,16 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.api.ratelimit import RateLimiter
 from hub.auth import Permission, Principal, key_matches, key_prefix
-from hub.errors import BadRequest, Forbidden, NotFound, Unauthorized, ValidationFailed
+from hub.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
 from hub.events import EventCatalogue
 from hub.services.validation import problems
 from hub.settings import Settings
@@ -24,6 +32,7 @@ from hub.store.records import Page
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 CATALOGUE = web.AppKey("catalogue", EventCatalogue)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -85,7 +94,12 @@ def path_uuid(request: web.Request, name: str) -> UUID:
 
 
 async def authorize(request: web.Request, permission: Permission) -> Principal:
-    """The caller's principal if their key is valid and grants `permission`."""
+    """The caller's principal if their key is valid and grants `permission`.
+
+    In this order: 401 for a missing, malformed, unknown or revoked key (the digest compared in
+    constant time); 429 when the key is over its rate limit (`hub.api.ratelimit`); 403 when its
+    role lacks `permission` or a non-admin names another store; 404 for an unknown store.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
@@ -97,6 +111,9 @@ async def authorize(request: web.Request, permission: Permission) -> Principal:
         if found is None or not key_matches(token, found[1]):
             raise Unauthorized()
         key = found[0]
+        wait = request.app[RATE_LIMITER].take(key.id)
+        if wait is not None:
+            raise TooManyRequests(wait)
         principal = Principal(key.id, key.role, key.store_id, key.store_name)
         if not principal.can(permission):
             raise Forbidden(f"This key's role ({key.role}) does not allow this action")

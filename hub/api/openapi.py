@@ -63,6 +63,7 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
     s.IntegrationCreateRequest,
     s.IntegrationUpdateRequest,
     s.PublishRequest,
+    s.ReplayCreateRequest,
     WebhookConfig,
     SqsConfig,
     StompConfig,
@@ -72,6 +73,8 @@ _RESOURCES: tuple[type[BaseModel], ...] = (
     s.JobOut,
     s.LogOut,
     s.EventOut,
+    s.IntegrationStatusOut,
+    s.ReplayOut,
     s.SecretOut,
     s.DeletedOut,
 )
@@ -110,7 +113,7 @@ def _schemas() -> dict[str, Any]:
         "description": "The field path (`data.observes[2]`) or query parameter at fault.",
     }
     for props in (create, update):
-        for name in ("id", "links", "meta", "disabled_reason"):
+        for name in ("id", "links", "meta", "disabled_reason", "failing_since"):
             props[name]["description"] = "Read-only; an EP client may echo it back: ignored."
     defs["PublishResponse"] = _envelope(
         {"oneOf": [_ref("EventOut"), {"type": "array", "items": _ref("EventOut")}]},
@@ -182,7 +185,7 @@ def _operation(op: Op) -> dict[str, Any]:
         description += "\n\nRoles: " + ", ".join(f"`{r}`" for r in roles) + "."
         extra = {"x-hub-roles": roles}
         params.append({"$ref": "#/components/parameters/XHubStore"})
-        errors |= {401, 403, 404, 503}
+        errors |= {401, 403, 404, 429, 503}
     for status in sorted(errors):
         responses[str(status)] = {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
     out: dict[str, Any] = {

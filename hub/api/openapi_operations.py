@@ -22,6 +22,7 @@ from hub.errors import (
     NotFound,
     PayloadTooLarge,
     StorageUnavailable,
+    TooManyRequests,
     Unauthorized,
     ValidationFailed,
 )
@@ -57,6 +58,13 @@ PARAMETERS: dict[str, Any] = {
         "job_id",
         {"type": "string", "format": "uuid"},
         "The job's id (the webhook body's `id`). It must belong to the integration: else 404.",
+        required=True,
+    ),
+    "ReplayId": _param(
+        "path",
+        "replay_id",
+        {"type": "string", "format": "uuid"},
+        "The replay's id. It must belong to the integration: else 404.",
         required=True,
     ),
     "PageOffset": _param(
@@ -99,6 +107,28 @@ PARAMETERS: dict[str, Any] = {
         "a 400.",
         style="form",
         explode=False,
+    ),
+    "FilterTriggeredBy": _param(
+        "query",
+        "filter[triggered_by]",
+        {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 50},
+        "**(beyond EP)** Comma-separated event keys (`order.paid,order.created`): only jobs of "
+        "events with one of these keys. Exact keys, no wildcards; a malformed key is a 400.",
+        style="form",
+        explode=False,
+    ),
+    "FilterCreatedGte": _param(
+        "query",
+        "filter[created_at][gte]",
+        {"type": "string", "format": "date-time"},
+        "**(beyond EP)** Only jobs created at or after this RFC 3339 time (with `Z` or an "
+        "offset; without one, or unparsable: 400).",
+    ),
+    "FilterCreatedLte": _param(
+        "query",
+        "filter[created_at][lte]",
+        {"type": "string", "format": "date-time"},
+        "**(beyond EP)** Only jobs created at or before this RFC 3339 time.",
     ),
     "FilterSucceeded": _param(
         "query",
@@ -172,6 +202,12 @@ ERRORS: dict[int, tuple[str, str, ApiError]] = {
             ]
         ),
     ),
+    429: (
+        "TooManyRequests",
+        "The key is over its rate limit (`HUB_API_RATE_LIMIT` requests per second per key, "
+        "bursts of `HUB_API_RATE_BURST`); retry after `Retry-After` seconds.",
+        TooManyRequests(1),
+    ),
     503: (
         "ServiceUnavailable",
         "Storage is unavailable; retry after `Retry-After` seconds.",
@@ -220,9 +256,16 @@ OPERATIONS: tuple[Op, ...] = (
         "Creates an integration in the key's store. `enabled` defaults to `false`, as in EP. "
         "`observes` takes catalogue keys, custom `<name>.created|updated|deleted` keys and "
         "**(beyond EP)** the wildcards `<resource>.*` and `*`, each at most once. `configuration` "
-        "must match `integration_type`; secrets are answered masked (all but the last 4 "
-        "characters `*`).\n\n**(beyond EP)** A Standard Webhooks signing secret is generated; "
-        "read it with `GET /v2/integrations/{id}/secret`.",
+        "must match `integration_type`; secrets are stored encrypted and answered masked (all "
+        "but the last 4 characters `*`).\n\n**Decision (SSRF guard):** targets (webhook and SQS "
+        "URLs, STOMP addresses) must be public: a literal non-public address (loopback, private, "
+        "link-local, ... in any spelling) or an internal-only name (`localhost`, `*.internal`) is "
+        "a 422 unless `HUB_ALLOWED_NETWORKS` lists its network; names are judged again, resolved, "
+        "at every delivery.\n\n**(beyond EP)** A Standard Webhooks signing secret is generated; "
+        "read it with `GET /v2/integrations/{id}/secret`.\n\n**(beyond EP)** `conditions` "
+        "filters the observed events on their payload (see the attribute); they are checked "
+        "here (422s with `source` inside `data.conditions`), stored in canonical form, and "
+        "evaluated when an event is published: an event they do not hold for creates no job.",
         Permission.WRITE,
         {201: ("IntegrationResponse", "Created.")},
         body="IntegrationCreateRequest",
@@ -248,7 +291,12 @@ OPERATIONS: tuple[Op, ...] = (
         _INT,
         "Get an integration",
         "Secrets in `configuration` are masked. `disabled_reason` **(beyond EP)** says why the hub "
-        "disabled it (e.g. a `410 Gone` answer).",
+        "disabled it (a `410 Gone` answer, or the circuit breaker).\n\n**(beyond EP)** "
+        "**Circuit breaker:** `failing_since` is when the current unbroken stretch of failed "
+        "attempts began (a success clears it; a `429` answer neither starts nor ends it). When "
+        "a failed attempt finds it older than `HUB_BREAKER_AFTER` (default 5 days), the "
+        "integration is disabled and its pending jobs are `held`, not cancelled; enabling it "
+        "again (`PUT`) resumes them. `max_in_flight` and `rate_limit` are its delivery limits.",
         Permission.READ,
         {200: ("IntegrationResponse", "The integration.")},
         params=("IntegrationId",),
@@ -265,7 +313,12 @@ OPERATIONS: tuple[Op, ...] = (
         "`null` removes an optional field, and a secret echoed back in its masked form keeps its "
         "stored value, so the body of a GET can be sent back as is. When `integration_type` "
         "changes, `configuration` replaces the stored one. Enabling clears `disabled_reason`; "
-        "disabling cancels the pending jobs. A `data.id` other than the path's is a 422.",
+        "disabling cancels the pending jobs. A `data.id` other than the path's is a 422. "
+        "**(beyond EP)** Enabling an integration that the circuit breaker disabled makes its "
+        "`held` jobs pending again (due at once); switching `enabled` either way restarts the "
+        "breaker's clock (`failing_since`). `max_in_flight` and `rate_limit`: `null` removes the "
+        "limit. "
+        "**(beyond EP)** `conditions` replaces the stored ones; `null` removes them.",
         Permission.WRITE,
         {200: ("IntegrationResponse", "The updated integration.")},
         params=("IntegrationId",),
@@ -292,9 +345,61 @@ OPERATIONS: tuple[Op, ...] = (
         "Read the signing secret",
         "**(beyond EP)** The Standard Webhooks secret (`whsec_…`) that signs every webhook "
         "delivery (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 "
-        "HMAC-SHA256>`). Only roles that may change integrations can read it.",
+        "HMAC-SHA256>`). Only roles that may change integrations can read it. "
+        "`previous_secret_expires_at` tells whether the secret replaced by the last rotation "
+        "still signs too.",
         Permission.WRITE,
         {200: ("SecretResponse", "The secret.")},
+        params=("IntegrationId",),
+    ),
+    Op(
+        "post",
+        "/v2/integrations/{id}/secret/rotate",
+        "rotate_secret",
+        _INT,
+        "Rotate the signing secret",
+        "**(beyond EP)** Generates a new signing secret and answers it. No body. The secret it "
+        "replaces keeps signing for a grace period (`HUB_SIGNING_SECRET_GRACE`, default 24 h, "
+        "until `previous_secret_expires_at`): every delivery then carries two signatures in "
+        "`webhook-signature` (`v1,<new> v1,<old>`), as Standard Webhooks allows, so consumers "
+        "can switch to the new secret at their own pace.\n\n**Decision:** only the last "
+        "replaced secret is kept: rotating again during the grace period drops the older one. "
+        "The secrets are stored encrypted (`HUB_SECRET_KEY`).",
+        Permission.WRITE,
+        {200: ("SecretResponse", "The new secret.")},
+        params=("IntegrationId",),
+    ),
+    Op(
+        "post",
+        "/v2/integrations/{id}/test",
+        "send_test_event",
+        _INT,
+        "Send a test event",
+        '**(beyond EP)** Publishes a synthetic `integration.test` event (payload `{"data": '
+        '{"type": "integration-test", "id": <event id>, "integration_id", "message"}}`) and '
+        "queues a job for this integration alone: other integrations observing "
+        "`integration.test` get none, and this one gets it even if it does not observe it and "
+        "whatever its `conditions`. It is delivered through the normal path (dispatcher, "
+        "retries, logs); poll the job returned. No body.\n\n**Decision:** a disabled "
+        "integration is a 409, since none of its jobs would be delivered.",
+        Permission.WRITE,
+        {202: ("JobResponse", "The test event's job, accepted for delivery.")},
+        params=("IntegrationId",),
+        errors=(409,),
+    ),
+    Op(
+        "get",
+        "/v2/integrations/{id}/status",
+        "get_integration_status",
+        _INT,
+        "Get an integration's status",
+        "**(beyond EP)** How the integration is doing, at a glance: whether it is enabled and "
+        "why the hub disabled it, its newest attempt, newest success and newest failure "
+        "(`last_error`: when, `error_detail`, HTTP status), its jobs counted by status, and "
+        "the attempts and success rate over the last hour (`success_rate_1h` is null when "
+        "there was no attempt).",
+        Permission.READ,
+        {200: ("IntegrationStatusResponse", "The status.")},
         params=("IntegrationId",),
     ),
     Op(
@@ -330,10 +435,18 @@ OPERATIONS: tuple[Op, ...] = (
         f"List the jobs of {_ONE}",
         "A job is one event delivered to one integration. EP shows only `id` and `type`; "
         "**(beyond EP)** the hub adds status, attempts, next attempt, last error, relations and "
-        "`filter[status]`.",
+        "the filters `filter[status]`, `filter[triggered_by]`, `filter[created_at][gte]` and "
+        "`filter[created_at][lte]`, which combine with AND.",
         Permission.READ,
         {200: ("JobList", "A page of jobs.")},
-        params=("IntegrationId", *_PAGE, "FilterStatus"),
+        params=(
+            "IntegrationId",
+            *_PAGE,
+            "FilterStatus",
+            "FilterTriggeredBy",
+            "FilterCreatedGte",
+            "FilterCreatedLte",
+        ),
         errors=(400,),
     ),
     Op(
@@ -373,6 +486,42 @@ OPERATIONS: tuple[Op, ...] = (
         {202: ("JobResponse", "The new job, accepted for delivery.")},
         params=("IntegrationId", "JobId"),
         errors=(409,),
+    ),
+    Op(
+        "post",
+        "/v2/integrations/{id}/replay",
+        "replay_jobs",
+        _JOBS,
+        "Replay a window of jobs",
+        "**(beyond EP)** Re-queues, as new jobs, the events whose jobs of this integration were "
+        "created in `[since, until)` (`until` defaults to now) and whose **latest** job for "
+        "the integration ended in one of `status` (default `failed`; add `succeeded` and "
+        "`cancelled` to replay everything that finished). An event retried with success since "
+        "is therefore not replayed, and replaying a window again replays only what failed "
+        "again. Each new job starts from attempt 1; `relationships.retry_of` points at the job "
+        "it replays. The jobs are queued before the answer, which is the replay: poll "
+        "`links.self` until `status` is `completed`.\n\n**Decision:** a disabled integration is "
+        "a 409 (as for a retry); `until` not after `since`, or a time without a zone, is a 422. "
+        "A window without matching jobs gives a replay of 0 jobs, already `completed`.",
+        Permission.WRITE,
+        {202: ("ReplayResponse", "The replay, its jobs queued.")},
+        params=("IntegrationId",),
+        body="ReplayCreateRequest",
+        errors=(*_BODY, 409),
+    ),
+    Op(
+        "get",
+        "/v2/integrations/{id}/replays/{replay_id}",
+        "get_replay",
+        _JOBS,
+        "Get a replay",
+        "**(beyond EP)** A replay and its progress, counted from the jobs it created: `total`, "
+        "`pending` (pending, delivering or held), `succeeded`, `failed`, `cancelled`. `status` is "
+        "`running` while any is pending, then `completed`. Counts of jobs purged by retention "
+        "(`HUB_RETENTION_DAYS`) drop out; `total` stays.",
+        Permission.READ,
+        {200: ("ReplayResponse", "The replay.")},
+        params=("IntegrationId", "ReplayId"),
     ),
     Op(
         "post",
@@ -481,6 +630,27 @@ BODY_EXAMPLES: dict[str, dict[str, Any]] = {
                 "configuration": _WEBHOOK,
             }
         },
+        "webhook with conditions": {
+            "data": {
+                "type": "integration",
+                "name": "Big paid orders",
+                "enabled": True,
+                "integration_type": "webhook",
+                "observes": ["order.paid"],
+                "configuration": _WEBHOOK,
+                "conditions": {
+                    "all": [
+                        {"field": "data.status", "equals": "paid"},
+                        {
+                            "any": [
+                                {"field": "data.total", "gte": 100},
+                                {"field": "data.tags", "exists": True},
+                            ]
+                        },
+                    ]
+                },
+            }
+        },
         "stomp": {
             "data": {
                 "type": "integration",
@@ -508,6 +678,19 @@ BODY_EXAMPLES: dict[str, dict[str, Any]] = {
             }
         },
     },
+    "ReplayCreateRequest": {
+        "failed since a date": {
+            "data": {"type": "integration-replay", "since": "2026-11-20T08:00:00.000Z"}
+        },
+        "everything in a window": {
+            "data": {
+                "type": "integration-replay",
+                "since": "2026-11-20T08:00:00.000Z",
+                "until": "2026-11-20T12:00:00.000Z",
+                "status": ["failed", "succeeded", "cancelled"],
+            }
+        },
+    },
     "PublishRequest": {
         "one event": {"data": {"type": "event", "triggered_by": "order.paid", "payload": _ORDER}},
         "batch": {
@@ -531,7 +714,9 @@ INFO = (
     "**Auth:** `Authorization: Bearer <api key>`. Every key belongs to one store; everything it "
     "creates, lists or publishes is confined to that store, and another store's resources answer "
     "404. Roles: `view` (read), `manage` (read, change integrations, retry jobs), `publish` "
-    "(publish events, read them back), `admin` (all stores, via `X-Hub-Store`).\n\n"
+    "(publish events, read them back), `admin` (all stores, via `X-Hub-Store`). Each key is "
+    "rate limited (429 with `Retry-After`); bodies over `HUB_MAX_BODY_BYTES` are a 413. "
+    "Integration credentials and signing secrets are stored encrypted and answered masked.\n\n"
     '**Resources:** `{"data": {...}}` with `id`, `type`, `links.self` and `meta.timestamps` '
     '(RFC 3339 UTC with milliseconds and `Z`). **Lists:** `{"data": [...], "links", '
     '"meta"}`, newest first, ties broken by id.\n\n'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from aiohttp import web
@@ -25,18 +26,24 @@ from hub.api.schemas import (
     EventIn,
     IntegrationCreate,
     IntegrationUpdate,
+    ReplayCreate,
     SecretOut,
     event_out,
     integration_out,
     job_out,
     log_out,
+    replay_out,
+    status_out,
+    timestamp,
 )
 from hub.auth import Permission
 from hub.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from hub.events import is_valid_key, match_candidates, validate_observed
 from hub.services import events as event_service
 from hub.services import integrations as integration_service
+from hub.services import replay as replay_service
 from hub.services.validation import problems
+from hub.ssrf import SsrfGuard
 from hub.store import queue, repository
 from hub.store.models import JOB_STATUSES
 
@@ -45,10 +52,17 @@ routes = web.RouteTableDef()
 _EVENT_LIST = TypeAdapter(list[EventIn])
 #: As long as an event's `id`: the key is stored as its client id, under a unique index.
 MAX_IDEMPOTENCY_KEY = 255
+#: Keys one `filter[triggered_by]` may list.
+MAX_FILTER_KEYS = 50
 
 
 def _base(request: web.Request) -> str:
     return request.app[SETTINGS].base_url()
+
+
+def _guard(request: web.Request) -> SsrfGuard:
+    """Judges integration targets at create/update time (see `hub.ssrf`)."""
+    return SsrfGuard(request.app[SETTINGS].allowed_networks)
 
 
 # --- integrations ------------------------------------------------------------------------------
@@ -60,7 +74,7 @@ async def create_integration(request: web.Request) -> web.Response:
     data = parse_data(await read_json(request), IntegrationCreate)
     async with request.app[ENGINE].begin() as conn:
         record = await integration_service.create(
-            conn, request.app[CATALOGUE], principal.store_id, data
+            conn, request.app[CATALOGUE], principal.store_id, data, guard=_guard(request)
         )
     return model_response(integration_out(_base(request), record), status=201)
 
@@ -123,7 +137,12 @@ async def update_integration(request: web.Request) -> web.Response:
         raise ValidationFailed([("data.id does not match the integration in the path", "data.id")])
     async with request.app[ENGINE].begin() as conn:
         record = await integration_service.update(
-            conn, request.app[CATALOGUE], principal.store_id, integration_id, data
+            conn,
+            request.app[CATALOGUE],
+            principal.store_id,
+            integration_id,
+            data,
+            guard=_guard(request),
         )
     return model_response(integration_out(_base(request), record))
 
@@ -142,10 +161,52 @@ async def get_secret(request: web.Request) -> web.Response:
     principal = await authorize(request, Permission.WRITE)
     integration_id = path_uuid(request, "id")
     async with request.app[ENGINE].connect() as conn:
-        record = await repository.get_integration(conn, principal.store_id, integration_id)
-    if record is None:
+        found = await repository.get_signing_secrets(conn, principal.store_id, integration_id)
+    if found is None:
         raise NotFound()
-    return model_response(SecretOut(secret=record.signing_secret))
+    return model_response(_secret_out(found))
+
+
+@routes.post("/v2/integrations/{id}/secret/rotate")
+async def rotate_secret(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.WRITE)
+    integration_id = path_uuid(request, "id")
+    grace = request.app[SETTINGS].signing_secret_grace
+    async with request.app[ENGINE].begin() as conn:
+        found = await repository.rotate_signing_secret(
+            conn,
+            principal.store_id,
+            integration_id,
+            integration_service.new_signing_secret(),
+            grace=grace,
+        )
+    if found is None:
+        raise NotFound()
+    return model_response(_secret_out(found))
+
+
+def _secret_out(found: repository.SigningSecrets) -> SecretOut:
+    return SecretOut(
+        secret=found.current, previous_secret_expires_at=timestamp(found.previous_expires_at)
+    )
+
+
+@routes.post("/v2/integrations/{id}/test")
+async def send_test_event(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.WRITE)
+    integration_id = path_uuid(request, "id")
+    async with request.app[ENGINE].begin() as conn:
+        job = await event_service.send_test(conn, principal.store_id, integration_id)
+    return model_response(job_out(_base(request), job), status=202)
+
+
+@routes.get("/v2/integrations/{id}/status")
+async def get_integration_status(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.READ)
+    integration_id = path_uuid(request, "id")
+    async with request.app[ENGINE].connect() as conn:
+        record = await integration_service.status(conn, principal.store_id, integration_id)
+    return model_response(status_out(_base(request), record))
 
 
 # --- jobs and logs -----------------------------------------------------------------------------
@@ -176,6 +237,37 @@ async def list_integration_logs(request: web.Request) -> web.Response:
     )
 
 
+def _triggered_by_filter(request: web.Request) -> tuple[str, ...] | None:
+    raw = request.query.get("filter[triggered_by]")
+    if raw is None:
+        return None
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    if not keys or len(keys) > MAX_FILTER_KEYS or not all(is_valid_key(k) for k in keys):
+        raise BadRequest(
+            "filter[triggered_by] takes a comma-separated list of up to "
+            f"{MAX_FILTER_KEYS} event keys such as order.paid (no wildcards)",
+            source="filter[triggered_by]",
+        )
+    return keys
+
+
+def _time_filter(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise BadRequest(
+            f"{name} must be an RFC 3339 timestamp with Z or an offset, such as "
+            "2026-11-22T10:00:00.000Z",
+            source=name,
+        )
+    return value
+
+
 @routes.get("/v2/integrations/{id}/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
     principal = await authorize(request, Permission.READ)
@@ -191,6 +283,12 @@ async def list_jobs(request: web.Request) -> web.Response:
                 f"filter[status] takes a comma-separated list of {', '.join(JOB_STATUSES)}",
                 source="filter[status]",
             )
+    flt = repository.JobFilter(
+        status=statuses,
+        triggered_by=_triggered_by_filter(request),
+        created_gte=_time_filter(request, "filter[created_at][gte]"),
+        created_lte=_time_filter(request, "filter[created_at][lte]"),
+    )
     async with request.app[ENGINE].connect() as conn:
         if not await repository.integration_exists(conn, principal.store_id, integration_id):
             raise NotFound()
@@ -198,7 +296,7 @@ async def list_jobs(request: web.Request) -> web.Response:
             conn,
             principal.store_id,
             integration_id,
-            repository.JobFilter(status=statuses),
+            flt,
             limit=params.limit,
             offset=params.offset,
         )
@@ -248,6 +346,25 @@ async def retry_job(request: web.Request) -> web.Response:
             raise Conflict("The integration is disabled; enable it before retrying its jobs")
         new = await queue.retry_job(conn, job)
     return model_response(job_out(_base(request), new), status=202)
+
+
+@routes.post("/v2/integrations/{id}/replay")
+async def replay_jobs(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.WRITE)
+    integration_id = path_uuid(request, "id")
+    data = parse_data(await read_json(request), ReplayCreate)
+    async with request.app[ENGINE].begin() as conn:
+        replay = await replay_service.start(conn, principal.store_id, integration_id, data)
+    return model_response(replay_out(_base(request), replay), status=202)
+
+
+@routes.get("/v2/integrations/{id}/replays/{replay_id}")
+async def get_replay(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.READ)
+    integration_id, replay_id = path_uuid(request, "id"), path_uuid(request, "replay_id")
+    async with request.app[ENGINE].connect() as conn:
+        replay = await replay_service.get(conn, principal.store_id, integration_id, replay_id)
+    return model_response(replay_out(_base(request), replay))
 
 
 # --- events ------------------------------------------------------------------------------------

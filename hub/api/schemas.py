@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -15,11 +16,29 @@ from pydantic import (
 )
 
 from deliverers.config import CONFIG_MODELS, IntegrationType, mask
-from hub.store.records import EventRecord, IntegrationRecord, JobRecord, LogRecord
+from hub.store.records import (
+    EventRecord,
+    IntegrationRecord,
+    IntegrationStatusRecord,
+    JobRecord,
+    LogRecord,
+    ReplayRecord,
+)
 
 Name = Annotated[str, Field(min_length=1, max_length=255)]
 Description = Annotated[str, Field(max_length=4096)]
 EventKey = Annotated[str, Field(min_length=1, max_length=128)]
+MaxInFlight = Annotated[int, Field(ge=1, le=10_000)]
+RateLimit = Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)]
+MAX_IN_FLIGHT_DOC = (
+    "(beyond EP) At most this many attempts to this integration at once, across all workers "
+    "(1 to 10000); jobs beyond wait their turn. Absent or null: only the workers' concurrency "
+    "limits it."
+)
+RATE_LIMIT_DOC = (
+    "(beyond EP) At most this many attempts per second (a fraction is allowed: 0.5 is one "
+    "every 2 s), per worker process. Absent or null: unlimited."
+)
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -28,6 +47,20 @@ def timestamp(value: datetime | None) -> str | None:
         return None
     utc = value.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+CONDITIONS_DOC = (
+    "(beyond EP) A filter on the event payload: an observed event creates a job only when it "
+    'holds. A leaf `{"field": "data.status", "<operator>": <operand>}` (operators `equals`, '
+    "`not_equals`, `in`, `not_in`, `exists`, `gt`, `gte`, `lt`, `lte`; `field` a dotted path "
+    'into the payload, digits index arrays) or a combinator `{"all": [...]}`, `{"any": [...]}`, '
+    '`{"not": {...}}`. Example: `{"all": [{"field": "data.status", "equals": "paid"}, {"any": '
+    '[{"field": "data.total", "gte": 100}, {"field": "data.tags", "exists": true}]}]}`. '
+    'Equality is typed (`1` ≠ `"1"` ≠ `true`); a leaf on an absent field, or comparing '
+    "different types, does not hold (except `exists: false`). At most 5 levels deep, 50 leaves, "
+    "100 values per `in`, 16 KiB; problems are 422s whose `source` points into "
+    "`data.conditions`. Absent or null: every observed event matches."
+)
 
 
 class _In(BaseModel):
@@ -51,11 +84,15 @@ class IntegrationCreate(_In):
         "aws_access_key_id, aws_secret_access_key, region}; stomp {addresses, destination, "
         "username?, password?}."
     )
+    conditions: dict[str, Any] | None = Field(default=None, description=CONDITIONS_DOC)
+    max_in_flight: MaxInFlight | None = Field(default=None, description=MAX_IN_FLIGHT_DOC)
+    rate_limit: RateLimit | None = Field(default=None, description=RATE_LIMIT_DOC)
     # Read-only attributes an EP client may echo back from a GET; accepted and ignored.
     id: str | None = None
     links: dict[str, Any] | None = None
     meta: dict[str, Any] | None = None
     disabled_reason: str | None = None
+    failing_since: str | None = None
 
 
 class IntegrationUpdate(_In):
@@ -73,10 +110,20 @@ class IntegrationUpdate(_In):
     integration_type: IntegrationType | None = None
     observes: Annotated[list[EventKey], Field(min_length=1, max_length=200)] | None = None
     configuration: dict[str, Any] | None = None
+    conditions: dict[str, Any] | None = Field(
+        default=None, description=CONDITIONS_DOC + " `null` removes them."
+    )
+    max_in_flight: MaxInFlight | None = Field(
+        default=None, description=MAX_IN_FLIGHT_DOC + " `null` removes the limit."
+    )
+    rate_limit: RateLimit | None = Field(
+        default=None, description=RATE_LIMIT_DOC + " `null` removes the limit."
+    )
     id: str | None = None
     links: dict[str, Any] | None = None
     meta: dict[str, Any] | None = None
     disabled_reason: str | None = None
+    failing_since: str | None = None
 
 
 class EventIn(_In):
@@ -102,6 +149,32 @@ class IntegrationCreateRequest(BaseModel):
 
 class IntegrationUpdateRequest(BaseModel):
     data: IntegrationUpdate
+
+
+ReplayableStatus = Literal["failed", "succeeded", "cancelled"]
+
+
+class ReplayCreate(_In):
+    """`data` of `POST /v2/integrations/{id}/replay`."""
+
+    type: Literal["integration-replay"]
+    since: AwareDatetime = Field(
+        description="Replay jobs created at or after this instant (RFC 3339 with a zone)."
+    )
+    until: AwareDatetime | None = Field(
+        default=None, description="…and before this one; default: now. Must be after `since`."
+    )
+    status: list[ReplayableStatus] = Field(
+        default=["failed"],
+        min_length=1,
+        max_length=3,
+        description="Replay events whose latest job of the integration ended in one of these "
+        'statuses; default `["failed"]`, all three to replay everything that finished.',
+    )
+
+
+class ReplayCreateRequest(BaseModel):
+    data: ReplayCreate
 
 
 # --- responses ---------------------------------------------------------------------------------
@@ -143,7 +216,16 @@ class IntegrationOut(BaseModel):
     integration_type: str
     observes: list[str]
     configuration: dict[str, Any] = Field(description="Secrets masked: all but the last 4 as `*`.")
+    conditions: dict[str, Any] | None = Field(
+        description="(beyond EP) the payload filter in its canonical form; null: none."
+    )
     disabled_reason: str | None = Field(description="(beyond EP) why the hub disabled it.")
+    max_in_flight: int | None = Field(description=MAX_IN_FLIGHT_DOC)
+    rate_limit: float | None = Field(description=RATE_LIMIT_DOC)
+    failing_since: str | None = Field(
+        description="(beyond EP) since when every delivery attempt has failed (the circuit "
+        "breaker's clock; a success clears it); null while deliveries succeed."
+    )
     links: Links
     meta: Meta
 
@@ -242,9 +324,75 @@ class EventOut(BaseModel):
     meta: CreatedMeta
 
 
+class JobCounts(BaseModel):
+    pending: int
+    delivering: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    held: int
+
+
+class LastErrorOut(BaseModel):
+    at: str
+    detail: str | None = Field(description="The attempt's `error_detail`.")
+    status_code: int | None
+
+
+class IntegrationStatusOut(BaseModel):
+    id: str = Field(description="The integration's id.")
+    type: Literal["integration-status"] = "integration-status"
+    enabled: bool
+    disabled_reason: str | None = Field(description="Why the hub disabled it, if it did.")
+    last_attempt_at: str | None = Field(description="The newest delivery attempt; null: none.")
+    last_success_at: str | None = Field(description="The newest successful attempt.")
+    last_error: LastErrorOut | None = Field(
+        description="The newest failed attempt (even if a success came after it; compare "
+        "`at` with `last_success_at`); null: no attempt ever failed."
+    )
+    jobs: JobCounts = Field(description="The integration's jobs by status (all time).")
+    attempts_1h: int = Field(description="Attempts over the last hour.")
+    success_rate_1h: float | None = Field(
+        description="Successful / all attempts over the last hour, 0 to 1; null: no attempt."
+    )
+    links: Links
+
+
+class ReplayJobs(BaseModel):
+    total: int = Field(description="Jobs the replay created.")
+    pending: int = Field(description="Not finished yet: pending, delivering or held.")
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+class ReplayRelationships(BaseModel):
+    integration: RefData
+
+
+class ReplayOut(BaseModel):
+    id: str
+    type: Literal["integration-replay"] = "integration-replay"
+    status: Literal["running", "completed"] = Field(
+        description="`completed` once none of its jobs is pending any more."
+    )
+    since: str
+    until: str
+    job_statuses: list[str] = Field(description="The `status` values it replayed.")
+    jobs: ReplayJobs
+    relationships: ReplayRelationships
+    links: Links
+    meta: CreatedMeta
+
+
 class SecretOut(BaseModel):
     type: Literal["integration-secret"] = "integration-secret"
     secret: str
+    previous_secret_expires_at: str | None = Field(
+        default=None,
+        description="(beyond EP) Until when the secret replaced by the last rotation still signs "
+        "deliveries (a second `v1,` signature); null when none does.",
+    )
 
 
 class DeletedOut(BaseModel):
@@ -307,7 +455,11 @@ def integration_out(base: str, r: IntegrationRecord) -> IntegrationOut:
         integration_type=r.integration_type,
         observes=list(r.observes),
         configuration=masked_configuration(r.integration_type, r.configuration),
+        conditions=r.conditions,
         disabled_reason=r.disabled_reason,
+        max_in_flight=r.max_in_flight,
+        rate_limit=r.rate_limit,
+        failing_since=timestamp(r.failing_since),
         links=Links(self=f"{base}/v2/integrations/{r.id}"),
         meta=Meta(
             timestamps=Timestamps(created_at=_ts(r.created_at), updated_at=_ts(r.updated_at))
@@ -363,6 +515,44 @@ def log_out(r: LogRecord) -> LogOut:
             job=RefData(data=Ref(type="integration-job", id=str(r.job_id))),
         ),
         meta=LogMeta(timestamps=CreatedTimestamps(created_at=_ts(r.created_at))),
+    )
+
+
+def status_out(base: str, r: IntegrationStatusRecord) -> IntegrationStatusOut:
+    error = r.last_error
+    return IntegrationStatusOut(
+        id=str(r.integration.id),
+        enabled=r.integration.enabled,
+        disabled_reason=r.integration.disabled_reason,
+        last_attempt_at=timestamp(r.last_attempt_at),
+        last_success_at=timestamp(r.last_success_at),
+        last_error=None
+        if error is None
+        else LastErrorOut(at=_ts(error.at), detail=error.detail, status_code=error.status_code),
+        jobs=JobCounts(**{status: r.jobs.get(status, 0) for status in JobCounts.model_fields}),
+        attempts_1h=r.recent_attempts,
+        success_rate_1h=round(r.recent_successes / r.recent_attempts, 4)
+        if r.recent_attempts
+        else None,
+        links=Links(self=f"{base}/v2/integrations/{r.integration.id}/status"),
+    )
+
+
+def replay_out(base: str, r: ReplayRecord) -> ReplayOut:
+    finished = {k: r.jobs.get(k, 0) for k in ("succeeded", "failed", "cancelled")}
+    pending = sum(r.jobs.get(k, 0) for k in ("pending", "delivering", "held"))
+    return ReplayOut(
+        id=str(r.id),
+        status="running" if pending else "completed",
+        since=_ts(r.since),
+        until=_ts(r.until),
+        job_statuses=list(r.statuses),
+        jobs=ReplayJobs(total=r.total, pending=pending, **finished),
+        relationships=ReplayRelationships(
+            integration=RefData(data=Ref(type="integration", id=str(r.integration_id)))
+        ),
+        links=Links(self=f"{base}/v2/integrations/{r.integration_id}/replays/{r.id}"),
+        meta=CreatedMeta(timestamps=CreatedTimestamps(created_at=_ts(r.created_at))),
     )
 
 

@@ -12,7 +12,14 @@ from hub.settings import Settings
 
 def default_registry(settings: Settings) -> DelivererRegistry:
     """The deliverer of every integration type this hub delivers to."""
-    deliverers: list[Deliverer] = [WebhookDeliverer(timeout=settings.webhook_timeout)]
-    deliverers.append(SqsDeliverer(source=settings.base_url()))
-    deliverers.append(StompDeliverer(source=settings.base_url(), timeout=settings.webhook_timeout))
+    allowed = settings.allowed_networks  # the SSRF guard's exceptions (hub.ssrf)
+    deliverers: list[Deliverer] = [
+        WebhookDeliverer(timeout=settings.webhook_timeout, allowed_networks=allowed)
+    ]
+    deliverers.append(SqsDeliverer(source=settings.base_url(), allowed_networks=allowed))
+    deliverers.append(
+        StompDeliverer(
+            source=settings.base_url(), timeout=settings.webhook_timeout, allowed_networks=allowed
+        )
+    )
     return DelivererRegistry(deliverers)

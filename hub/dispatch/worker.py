@@ -7,11 +7,24 @@ One `Worker` per process, any number of processes per database. The loop:
 2. otherwise sleep until a NOTIFY from a publish transaction, a slot freeing up after the worker
    was saturated, the next scheduled retry, or the polling interval, whichever comes first.
 
+A claim that took some jobs is followed by another at once (capped integrations may have left
+jobs behind); one that took none although jobs are due (their integrations are at their limits)
+waits for a slot to free up, a NOTIFY or the poll, never spinning.
+
+**Fairness and backpressure.** Retries may hold only a share of the slots, and rate-limited
+integrations are paced by limiters of this process (`hub.dispatch.limits`); the claim itself
+takes first attempts and retries in turn and enforces `max_in_flight` (`hub.store.queue`).
+
 Each delivery task asks the retry policy what follows and queues an `AttemptRecord`; one
-recorder task writes queued records in batches (log rows + job updates in one transaction), so
-busy workers make one round trip for many attempts. `stop()` stops claiming; in-flight attempts
-get `grace_seconds` to finish, then are cancelled and recorded as interrupted, and every queued
-record is written before `run()` returns. A side task that crashes stops the worker.
+recorder task writes queued records in batches (log rows + job updates + the circuit breaker's
+clock in one transaction), so busy workers make one round trip for many attempts. A retention
+task purges old logs and finished jobs in bounded batches (`hub.store.retention`).
+
+`stop()` stops claiming; jobs claimed but not started yet (waiting for their rate limiter) are
+released at once, for another worker to take without waiting for the lease to expire;
+in-flight attempts get `grace_seconds` to finish, then are cancelled and recorded as
+interrupted, and every queued record is written before `run()` returns. A side task that
+crashes stops the worker.
 """
 
 from __future__ import annotations
@@ -35,10 +48,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from deliverers.base import Delivery, DeliveryResult, Target
 from deliverers.config import CONFIG_MODELS
 from deliverers.registry import DelivererRegistry
-from hub.errors import UnknownIntegrationType
+from hub import crypto
+from hub.dispatch.limits import RateLimits, retry_slots
+from hub.errors import SecretsUnreadable, UnknownIntegrationType
 from hub.retry import Fail, Retry, Succeed, decide
 from hub.settings import Settings
-from hub.store import queue
+from hub.store import queue, retention
 from hub.store.engine import plain_url
 
 log = structlog.get_logger(__name__)
@@ -53,10 +68,16 @@ ATTEMPT_SECONDS = Histogram(
 )
 IN_FLIGHT = Gauge("hub_deliveries_in_flight", "Delivery attempts running in this process")
 CLAIMED = Counter("hub_jobs_claimed_total", "Jobs claimed by this process")
+BREAKER_TRIPS = Counter(
+    "hub_breaker_trips_total", "Integrations the circuit breaker disabled (this process)"
+)
+PURGED = Counter("hub_purged_rows_total", "Rows deleted by retention, by table", ["table"])
 
 CLAIM_BATCH = 100
 RECORD_BATCH = 500
 INTERRUPTED = "The hub stopped before the attempt finished; it will be retried"
+#: While a purge pass still finds full batches, the next one comes this many times sooner.
+RETENTION_CATCH_UP = 5
 
 
 def new_owner() -> str:
@@ -93,11 +114,22 @@ class Worker:
         """Set once `run` has returned (or crashed)."""
         self._wake = asyncio.Event()
         self._saturated = False
+        self._blocked = False
         self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._retry_slots = retry_slots(self._concurrency)
+        self._retries: set[uuid.UUID] = set()
+        self._rate_limits = RateLimits()
+        self._unstarted: list[uuid.UUID] = []
+        self.purged_rows = 0
         self._records: asyncio.Queue[queue.AttemptRecord] = asyncio.Queue()
         self._last_release = 0.0
         self._give_up_at = float("inf")
         self.attempts_recorded = 0
+
+    @property
+    def waiting_for_limiter(self) -> int:
+        """Jobs claimed and waiting for their integration's rate limiter."""
+        return self._rate_limits.waiting
 
     def stop(self) -> None:
         """Ask the worker to stop; `run` returns once in-flight work is settled."""
@@ -110,17 +142,23 @@ class Worker:
         log.info("worker_started", owner=self.owner, concurrency=self._concurrency)
         recorder = asyncio.create_task(self._recorder(), name="hub-recorder")
         listener = asyncio.create_task(self._listen(), name="hub-listener")
+        side_tasks = [recorder, listener]
+        if self.settings.retention_days > 0:
+            side_tasks.append(asyncio.create_task(self._retention(), name="hub-retention"))
         try:
-            await self._loop(side_tasks=(recorder, listener))
+            await self._loop(side_tasks=tuple(side_tasks))
         finally:
             await self._settle_inflight()
-            listener.cancel()
+            await self._release_unstarted()
+            for task in side_tasks:
+                if task is not recorder:
+                    task.cancel()
             if not recorder.done():
                 drained = asyncio.create_task(self._records.join())
                 await asyncio.wait([drained, recorder], return_when=asyncio.FIRST_COMPLETED)
                 drained.cancel()
             recorder.cancel()
-            for task in (listener, recorder):
+            for task in side_tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             self.stopped.set()
@@ -141,13 +179,17 @@ class Worker:
             wanted = min(free, CLAIM_BATCH)
             claimed = await self._claim(wanted) if wanted > 0 else 0
             self._saturated = len(self._inflight) >= self._concurrency
-            if wanted > 0 and claimed == wanted:
-                continue
+            if claimed > 0 and not self._saturated:
+                continue  # more may be due, also behind integrations that hit their limits
             timeout = poll
             if not self._saturated:
                 due_in = await self._next_due_in()
-                if due_in is not None:
-                    timeout = min(poll, max(due_in, 0.005))
+                if due_in is not None and due_in > 0:
+                    timeout = min(poll, due_in)
+                elif due_in is not None:
+                    # Due jobs, none of which may be taken now (limits, or other workers' locks):
+                    # wait for a slot to free up, a NOTIFY or the poll rather than spin.
+                    self._blocked = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -160,10 +202,20 @@ class Worker:
                     released = await queue.release_stalled(conn)
                     if released:
                         log.warning("stalled_jobs_released", count=released)
-                jobs = await queue.claim(conn, owner=self.owner, limit=limit, lease=self._lease)
-                gone = [job.id for job in jobs if not job.integration_live]
+                jobs = await queue.claim(
+                    conn,
+                    owner=self.owner,
+                    limit=limit,
+                    lease=self._lease,
+                    retry_limit=self._retry_slots - len(self._retries),
+                    excluded=self._rate_limits.throttled(),
+                )
+                gone = [j.id for j in jobs if not j.integration_live and not j.integration_tripped]
                 if gone:
                     await queue.cancel_claimed(conn, self.owner, gone)
+                held = [job.id for job in jobs if job.integration_tripped]
+                if held:
+                    await queue.hold_claimed(conn, self.owner, held)
         except Exception as exc:
             if self._stopping.is_set():
                 return 0
@@ -175,15 +227,18 @@ class Worker:
             if job.integration_live:
                 task = asyncio.create_task(self._attempt(job), name=f"hub-job-{job.id}")
                 self._inflight[job.id] = task
+                if job.attempt > 1:
+                    self._retries.add(job.id)
                 IN_FLIGHT.inc()
                 task.add_done_callback(functools.partial(self._done, job.id))
         return len(jobs)
 
     def _done(self, job_id: uuid.UUID, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(job_id, None)
+        self._retries.discard(job_id)
         IN_FLIGHT.dec()
-        if self._saturated:
-            self._saturated = False
+        if self._saturated or self._blocked:
+            self._saturated = self._blocked = False
             self._wake.set()
 
     async def _next_due_in(self) -> float | None:
@@ -196,7 +251,9 @@ class Worker:
     # --- one attempt -------------------------------------------------------------------------
 
     def _delivery(self, job: queue.ClaimedJob) -> Delivery:
-        configuration = CONFIG_MODELS[job.integration_type].model_validate(job.configuration)
+        stored = crypto.open_configuration(job.configuration)  # `SecretsUnreadable` if it cannot
+        configuration = CONFIG_MODELS[job.integration_type].model_validate(stored)
+        signing_secrets = (job.signing_secret, job.previous_signing_secret)
         return Delivery(
             job_id=job.id,
             attempt=job.attempt,
@@ -211,11 +268,26 @@ class Worker:
                 description=job.integration_description,
                 integration_type=job.integration_type,
                 configuration=configuration,
-                signing_secrets=(job.signing_secret,),
+                signing_secrets=tuple(crypto.open_text(s) for s in signing_secrets if s),
             ),
         )
 
+    async def _ready(self, job: queue.ClaimedJob) -> bool:
+        """Wait for the integration's rate limit. False when the worker stops first: the job
+        has not started, so its lease is to be released rather than left to expire."""
+        try:
+            await self._rate_limits.wait(job.integration_id, job.rate_limit, self._stopping)
+        except asyncio.CancelledError:
+            self._unstarted.append(job.id)
+            raise
+        if self._stopping.is_set():
+            self._unstarted.append(job.id)
+            return False
+        return True
+
     async def _attempt(self, job: queue.ClaimedJob) -> None:
+        if not await self._ready(job):
+            return
         bound = log.bind(
             job_id=str(job.id), integration_id=str(job.integration_id), attempt=job.attempt
         )
@@ -224,7 +296,7 @@ class Worker:
             try:
                 deliverer = self.registry.get(job.integration_type)
                 result = await deliverer.deliver(self._delivery(job))
-            except UnknownIntegrationType as exc:
+            except (UnknownIntegrationType, SecretsUnreadable) as exc:
                 result = DeliveryResult(False, time.perf_counter() - started, error_detail=str(exc))
             except ValidationError:
                 result = DeliveryResult(
@@ -303,11 +375,24 @@ class Worker:
         while True:
             try:
                 async with self.engine.begin() as conn:
-                    moved = await queue.record_attempts(conn, self.owner, batch)
+                    recorded = await queue.record_attempts(
+                        conn, self.owner, batch, breaker_after=self.settings.breaker_after
+                    )
                 self.attempts_recorded += len(batch)
-                lost = len(batch) - len(moved)
+                if self._blocked:
+                    # Recorded jobs no longer count against their integration's max_in_flight.
+                    self._blocked = False
+                    self._wake.set()
+                lost = len(batch) - len(recorded.moved)
                 if lost:
                     log.warning("leases_lost_before_recording", count=lost)
+                for integration_id, reason in recorded.tripped.items():
+                    BREAKER_TRIPS.inc()
+                    log.warning(
+                        "integration_disabled_by_breaker",
+                        integration_id=str(integration_id),
+                        reason=reason,
+                    )
                 return
             except Exception as exc:
                 log.warning("record_failed", error=str(exc) or type(exc).__name__, count=len(batch))
@@ -316,6 +401,49 @@ class Worker:
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _release_unstarted(self) -> None:
+        """Give back the jobs claimed but never started, so no one waits for their leases."""
+        if not self._unstarted:
+            return
+        try:
+            async with self.engine.begin() as conn:
+                count = await queue.release(conn, self.owner, self._unstarted)
+            log.info("unstarted_jobs_released", count=count)
+        except Exception as exc:
+            # Their leases expire instead; nothing is lost.
+            log.warning("release_failed", error=str(exc) or type(exc).__name__)
+        self._unstarted.clear()
+
+    # --- retention ---------------------------------------------------------------------------
+
+    async def _retention(self) -> None:
+        """Purge logs and finished jobs older than `retention_days`, one bounded pass every
+        `retention_interval` seconds (sooner while a backlog remains)."""
+        normal = self.settings.retention_interval
+        interval = normal
+        while True:
+            await asyncio.sleep(interval)
+            before = datetime.now(UTC) - timedelta(days=self.settings.retention_days)
+            try:
+                async with self.engine.begin() as conn:
+                    purged = await retention.purge(conn, before=before)
+            except Exception as exc:
+                log.warning("purge_failed", error=str(exc) or type(exc).__name__)
+                interval = normal
+                continue
+            if purged.total:
+                self.purged_rows += purged.total
+                for table in ("logs", "jobs", "events", "replays"):
+                    PURGED.labels(table).inc(getattr(purged, table))
+                log.info(
+                    "purged",
+                    logs=purged.logs,
+                    jobs=purged.jobs,
+                    events=purged.events,
+                    replays=purged.replays,
+                )
+            interval = normal / RETENTION_CATCH_UP if purged.full else normal
 
     async def _settle_inflight(self) -> None:
         if not self._inflight:

@@ -1,22 +1,25 @@
-"""Integration use cases: create, change, delete, read the signing secret."""
+"""Integration use cases: create, change, delete, read the signing secret, report status."""
 
 from __future__ import annotations
 
 import base64
 import secrets
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from deliverers.config import CONFIG_MODELS, mask
+from deliverers.config import CONFIG_MODELS, GUARD, mask
+from hub import conditions
 from hub.api.schemas import IntegrationCreate, IntegrationUpdate
 from hub.errors import NotFound, ValidationFailed
 from hub.events import EventCatalogue, validate_observed
 from hub.services.validation import problems
+from hub.ssrf import SsrfGuard
 from hub.store import queue, repository
-from hub.store.records import IntegrationRecord
+from hub.store.records import IntegrationRecord, IntegrationStatusRecord
 
 
 def new_signing_secret() -> str:
@@ -35,22 +38,53 @@ def _check_observes(observes: list[str], catalogue: EventCatalogue) -> list[tupl
     return found
 
 
+#: Without a guard of the caller's, targets must be public (no internal network is allowed).
+STRICT = SsrfGuard()
+
+
 def _check_configuration(
-    integration_type: str, configuration: dict[str, Any]
+    integration_type: str, configuration: dict[str, Any], guard: SsrfGuard
 ) -> tuple[dict[str, Any], list[tuple[str, str | None]]]:
     try:
-        model = CONFIG_MODELS[integration_type].model_validate(configuration)
+        model = CONFIG_MODELS[integration_type].model_validate(
+            configuration, context={GUARD: guard}
+        )
     except ValidationError as exc:
         return {}, problems(exc, "data.configuration")
     return model.model_dump(exclude_none=True), []
 
 
+def _check_conditions(
+    raw: dict[str, Any] | None,
+) -> tuple[dict[str, Any] | None, list[tuple[str, str | None]]]:
+    """The canonical form of `raw` (None: no conditions), or one 422 item per problem."""
+    if raw is None:
+        return None, []
+    try:
+        return conditions.to_json(conditions.parse(raw)), []
+    except conditions.InvalidCondition as exc:
+        return None, [
+            (f"data.conditions{path}: {message}", f"data.conditions{path}")
+            for message, path in exc.problems
+        ]
+
+
 async def create(
-    conn: AsyncConnection, catalogue: EventCatalogue, store_id: UUID, data: IntegrationCreate
+    conn: AsyncConnection,
+    catalogue: EventCatalogue,
+    store_id: UUID,
+    data: IntegrationCreate,
+    *,
+    guard: SsrfGuard = STRICT,
 ) -> IntegrationRecord:
+    """`guard` judges the targets (what it can without DNS: see `hub.ssrf`)."""
     found = _check_observes(data.observes, catalogue)
-    configuration, config_problems = _check_configuration(data.integration_type, data.configuration)
+    configuration, config_problems = _check_configuration(
+        data.integration_type, data.configuration, guard
+    )
     found += config_problems
+    canonical, condition_problems = _check_conditions(data.conditions)
+    found += condition_problems
     if found:
         raise ValidationFailed(found)
     return await repository.insert_integration(
@@ -63,6 +97,9 @@ async def create(
         observes=data.observes,
         configuration=configuration,
         signing_secret=new_signing_secret(),
+        conditions=canonical,
+        max_in_flight=data.max_in_flight,
+        rate_limit=data.rate_limit,
     )
 
 
@@ -91,6 +128,8 @@ async def update(
     store_id: UUID,
     integration_id: UUID,
     data: IntegrationUpdate,
+    *,
+    guard: SsrfGuard = STRICT,
 ) -> IntegrationRecord:
     current = await repository.get_integration(conn, store_id, integration_id, for_update=True)
     if current is None:
@@ -104,6 +143,9 @@ async def update(
             if value is None and field != "description":
                 found.append((f"data.{field} must not be null", f"data.{field}"))
             changes[field] = value
+    for field in ("max_in_flight", "rate_limit"):  # null removes the limit
+        if field in given:
+            changes[field] = getattr(data, field)
     if "observes" in given:
         if data.observes is None:
             found.append(("data.observes must not be null", "data.observes"))
@@ -117,20 +159,41 @@ async def update(
         found.append(("data.configuration must not be null", "data.configuration"))
     if data.configuration is not None or new_type != current.integration_type:
         merged = _merge_configuration(current, new_type, data.configuration or {})
-        configuration, config_problems = _check_configuration(new_type, merged)
+        configuration, config_problems = _check_configuration(new_type, merged, guard)
         found += config_problems
         changes["configuration"] = configuration
         changes["integration_type"] = new_type
+    if "conditions" in given:
+        canonical, condition_problems = _check_conditions(data.conditions)
+        found += condition_problems
+        changes["conditions"] = canonical
     if found:
         raise ValidationFailed(found)
     if changes.get("enabled") is True:
         changes["disabled_reason"] = None
+    if "enabled" in changes and changes["enabled"] != current.enabled:
+        changes["failing_since"] = None  # the circuit breaker's clock starts afresh
     record = await repository.update_integration(conn, store_id, integration_id, changes)
     if record is None:
         raise NotFound()
     if current.enabled and not record.enabled:
         await queue.cancel_pending(conn, integration_id, reason="the integration was disabled")
+    if not current.enabled and record.enabled:
+        await queue.resume_held(conn, integration_id)  # held by the circuit breaker
     return record
+
+
+STATUS_WINDOW = timedelta(hours=1)
+"""How far back the status's `attempts_1h` and `success_rate_1h` look."""
+
+
+async def status(
+    conn: AsyncConnection, store_id: UUID, integration_id: UUID
+) -> IntegrationStatusRecord:
+    integration = await repository.get_integration(conn, store_id, integration_id)
+    if integration is None:
+        raise NotFound()
+    return await repository.integration_status(conn, integration, window=STATUS_WINDOW)
 
 
 async def delete(conn: AsyncConnection, store_id: UUID, integration_id: UUID) -> None:

@@ -142,6 +142,7 @@ class Event(Base):
             postgresql_where=text("client_id IS NOT NULL"),
         ),
         Index("ix_events_store_created", "store_id", text("created_at DESC"), text("id DESC")),
+        Index("ix_events_created", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -181,6 +182,21 @@ class IntegrationJob(Base):
             "ix_integration_jobs_due",
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_integration_jobs_due_first",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending' AND attempts = 0"),
+        ),
+        Index(
+            "ix_integration_jobs_due_retry",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending' AND attempts > 0"),
+        ),
+        Index(
+            "ix_integration_jobs_retry_of",
+            "retry_of",
+            postgresql_where=text("retry_of IS NOT NULL"),
         ),
         Index(
             "ix_integration_jobs_leased",

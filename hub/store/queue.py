@@ -1,14 +1,32 @@
-"""The queue's SQL: enqueue, claim, record attempts, release, cancel. No other module writes
-to `integration_jobs` or `integration_logs`.
+"""The queue's SQL: enqueue, claim, record attempts, release, hold, cancel. No other module
+writes to `integration_jobs` or `integration_logs`, except its companions: `breaker` (holds the
+jobs of an integration it switches off), `replays` (re-queues a window of jobs) and `retention`
+(purges old ones).
 
 Job life: ``pending`` → (claimed) ``delivering`` → ``succeeded`` | ``pending`` (retry scheduled)
-| ``failed``; ``pending`` → ``cancelled`` when its integration is disabled or deleted.
+| ``failed``; ``pending`` → ``cancelled`` when its integration is disabled or deleted;
+``pending`` → ``held`` when the circuit breaker switches its integration off, and ``held`` →
+``pending`` when it is enabled again.
 
 Claiming sets a lease (`lease_owner`, `lease_expires_at`). `attempts` counts *recorded* attempts:
 an attempt is numbered ``attempts + 1`` when claimed and counted only when its log row is
 written, in the same transaction. A worker that dies mid-attempt therefore leaves no log and no
 count; once its lease expires `release_stalled` puts the job back to ``pending`` and the same
 attempt number is tried again (the only way a delivery can be duplicated).
+
+**Fair claiming.** Due jobs wait in two lanes, each with its own partial index: first attempts
+(``attempts = 0``) and retries. A claim takes from both in turn, and the worker caps how many
+of its slots retries may hold, so a failing endpoint's backlog of retries never starves the
+first attempts of healthy integrations. **Backpressure.** An integration with `max_in_flight`
+is not claimed beyond that many jobs in ``delivering`` (counted across all workers; two workers
+claiming at the same instant may overshoot by one claim's worth until their next claim), one
+with `rate_limit` gets at most one second's worth of jobs per claim (the worker's limiter paces
+them), and an integration at its limit is skipped by the scan itself, so its backlog blocks no
+one behind it.
+
+**Circuit breaker.** Recording an attempt moves the breaker's clock in the same transaction
+(`hub.store.breaker`); an integration it switches off has its pending jobs held, and jobs of
+such an integration that come back from flight are held at claim time too.
 """
 
 from __future__ import annotations
@@ -19,10 +37,29 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Table, func, insert, select, text, update
+from sqlalchemy import (
+    Integer,
+    Table,
+    all_,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    text,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnClause
 from uuid_utils.compat import uuid7
 
+from hub.store import breaker
 from hub.store.models import Integration, IntegrationJob, IntegrationLog
 from hub.store.records import JobRecord
 from hub.store.repository import events, job_record
@@ -33,6 +70,18 @@ integrations = cast(Table, Integration.__table__)
 
 #: The channel a publish transaction notifies so that idle workers wake at once.
 CHANNEL = "hub_jobs"
+
+# Literals, not bound parameters, where a partial index's predicate must be matched: a generic
+# plan of a prepared statement cannot prove `status = $1` implies `status = 'pending'`.
+_PENDING: ColumnClause[str] = literal_column("'pending'")
+_DELIVERING: ColumnClause[str] = literal_column("'delivering'")
+_HELD: ColumnClause[str] = literal_column("'held'")
+_UUIDS = ARRAY(PG_UUID(as_uuid=True))
+
+
+def _ids(name: str, values: Sequence[UUID]) -> Any:
+    """An array parameter, for `= ANY(...)`: one statement text whatever the number of ids."""
+    return bindparam(name, value=list(values), type_=_UUIDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,26 +142,152 @@ class ClaimedJob:
     integration_type: str
     configuration: dict[str, Any]
     signing_secret: str
+    """As stored (encrypted: see `hub.crypto`), like `configuration`'s secret fields."""
+    previous_signing_secret: str | None
+    """The rotated-out signing secret while its grace period lasts (both sign), as stored."""
     integration_live: bool
     """False when the integration was disabled or deleted since the job was queued."""
+    rate_limit: float | None
+    """Attempts per second the integration accepts (per worker); None: no limit."""
+    integration_tripped: bool
+    """The circuit breaker has the integration switched off: the job is to be held."""
 
 
 async def claim(
-    conn: AsyncConnection, *, owner: str, limit: int, lease: timedelta
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    limit: int,
+    lease: timedelta,
+    retry_limit: int | None = None,
+    excluded: Sequence[UUID] = (),
 ) -> list[ClaimedJob]:
-    """Lease up to `limit` due jobs in one statement; concurrent workers skip each other's rows."""
-    due = (
-        select(jobs.c.id)
-        .where(jobs.c.status == "pending", jobs.c.next_attempt_at <= func.now())
-        .order_by(jobs.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
+    """Lease up to `limit` due jobs in one statement; concurrent workers skip each other's rows.
+
+    At most `retry_limit` (default: `limit`) of them are retries; first attempts and retries are
+    taken in turn, oldest due first in each lane. Integrations in `excluded` (the worker's
+    rate-limited ones without capacity) and those at their `max_in_flight` are not scanned; of
+    the others at most `max_in_flight` minus their jobs in flight, and at most ``ceil(rate_limit)``
+    for a rate-limited one, are taken. See the module docstring.
+    """
+    if limit <= 0:
+        return []
+    stmt = claim_statement(
+        owner=owner, limit=limit, lease=lease, retry_limit=retry_limit, excluded=excluded
     )
-    stmt = (
+    return [
+        ClaimedJob(
+            id=row.id,
+            store_id=row.store_id,
+            event_id=row.event_id,
+            integration_id=row.integration_id,
+            triggered_by=row.triggered_by,
+            attempt=row.attempts + 1,
+            payload=row.payload,
+            event_time=row.event_time,
+            integration_name=row.name,
+            integration_description=row.description,
+            integration_type=row.integration_type,
+            configuration=row.configuration,
+            signing_secret=row.signing_secret,
+            previous_signing_secret=row.previous_signing_secret,
+            integration_live=row.live,
+            rate_limit=row.rate_limit,
+            integration_tripped=row.tripped,
+        )
+        for row in await conn.execute(stmt)
+    ]
+
+
+def claim_statement(
+    *,
+    owner: str,
+    limit: int,
+    lease: timedelta,
+    retry_limit: int | None = None,
+    excluded: Sequence[UUID] = (),
+) -> Any:
+    """The claim's one statement (see `claim`); apart so that a test can EXPLAIN it."""
+    retries = limit if retry_limit is None else max(0, min(retry_limit, limit))
+    inflight = (
+        select(jobs.c.integration_id, func.count().label("n"))
+        .where(jobs.c.status == _DELIVERING)
+        .group_by(jobs.c.integration_id)
+        .cte("inflight")
+    )
+    at_capacity = (
+        select(inflight.c.integration_id)
+        .join(integrations, integrations.c.id == inflight.c.integration_id)
+        .where(inflight.c.n >= integrations.c.max_in_flight)
+        .cte("at_capacity")
+    )
+    excluded_ids = _ids("excluded", excluded)
+
+    def lane(name: str, number: int, retry: bool, size: int) -> Any:
+        # A literal, not a parameter: it selects the lane's partial index.
+        zero: ColumnClause[int] = literal_column("0")
+        return (
+            select(
+                jobs.c.id,
+                jobs.c.integration_id,
+                jobs.c.next_attempt_at,
+                literal_column(str(number)).label("lane"),
+            )
+            .where(
+                jobs.c.status == _PENDING,
+                jobs.c.attempts > zero if retry else jobs.c.attempts == zero,
+                jobs.c.next_attempt_at <= func.now(),
+                jobs.c.integration_id.not_in(select(at_capacity.c.integration_id)),
+                jobs.c.integration_id != all_(excluded_ids),
+            )
+            .order_by(jobs.c.next_attempt_at)
+            .limit(size)
+            .with_for_update(skip_locked=True)
+            .cte(name)
+        )
+
+    first_lane, retry_lane = (
+        lane("first_lane", 0, False, limit),
+        lane("retry_lane", 1, True, retries),
+    )
+    candidates = union_all(select(first_lane), select(retry_lane)).cte("candidates")
+    unlimited = literal(limit, Integer)
+    room = func.least(
+        func.coalesce(integrations.c.max_in_flight - func.coalesce(inflight.c.n, 0), unlimited),
+        case(
+            (integrations.c.rate_limit.is_(None), unlimited),
+            else_=func.greatest(1, func.ceil(integrations.c.rate_limit)),
+        ),
+    )
+    ranked = (
+        select(
+            candidates.c.id,
+            candidates.c.lane,
+            func.row_number()
+            .over(partition_by=candidates.c.lane, order_by=candidates.c.next_attempt_at)
+            .label("lane_rank"),
+            func.row_number()
+            .over(partition_by=candidates.c.integration_id, order_by=candidates.c.next_attempt_at)
+            .label("nth"),
+            room.label("room"),
+        )
+        .select_from(
+            candidates.join(integrations, integrations.c.id == candidates.c.integration_id).join(
+                inflight, inflight.c.integration_id == candidates.c.integration_id, isouter=True
+            )
+        )
+        .cte("ranked")
+    )
+    picked = (
+        select(ranked.c.id)
+        .where(ranked.c.nth <= ranked.c.room)
+        .order_by(ranked.c.lane_rank, ranked.c.lane)
+        .limit(limit)
+    )
+    return (
         update(jobs)
         .where(
-            jobs.c.id.in_(due),
+            jobs.c.id.in_(picked),
             events.c.id == jobs.c.event_id,
             integrations.c.id == jobs.c.integration_id,
         )
@@ -136,28 +311,22 @@ async def claim(
             integrations.c.integration_type,
             integrations.c.configuration,
             integrations.c.signing_secret,
+            case(
+                (
+                    integrations.c.previous_signing_secret_expires_at > func.now(),
+                    integrations.c.previous_signing_secret,
+                ),
+                else_=None,
+            ).label("previous_signing_secret"),
             (integrations.c.enabled & integrations.c.deleted_at.is_(None)).label("live"),
+            integrations.c.rate_limit,
+            (
+                ~integrations.c.enabled
+                & integrations.c.deleted_at.is_(None)
+                & integrations.c.failing_since.is_not(None)
+            ).label("tripped"),
         )
     )
-    return [
-        ClaimedJob(
-            id=row.id,
-            store_id=row.store_id,
-            event_id=row.event_id,
-            integration_id=row.integration_id,
-            triggered_by=row.triggered_by,
-            attempt=row.attempts + 1,
-            payload=row.payload,
-            event_time=row.event_time,
-            integration_name=row.name,
-            integration_description=row.description,
-            integration_type=row.integration_type,
-            configuration=row.configuration,
-            signing_secret=row.signing_secret,
-            integration_live=row.live,
-        )
-        for row in await conn.execute(stmt)
-    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,16 +370,32 @@ _RECORD_JOBS = text(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What a batch of records did beyond writing its logs."""
+
+    moved: set[UUID]
+    """The jobs moved on (the others' leases were lost meanwhile)."""
+    tripped: dict[UUID, str]
+    """Integrations the circuit breaker switched off, with their `disabled_reason`."""
+
+
 async def record_attempts(
-    conn: AsyncConnection, owner: str, records: Sequence[AttemptRecord]
-) -> set[UUID]:
+    conn: AsyncConnection,
+    owner: str,
+    records: Sequence[AttemptRecord],
+    *,
+    breaker_after: timedelta | None = None,
+) -> Recorded:
     """Write one log per attempt and move each job on, in the caller's transaction.
 
     A log is written for every attempt that ran, even when the lease was lost meanwhile; the
-    job itself is only moved on while `owner` still holds it. Returns the jobs moved on.
+    job itself is only moved on while `owner` still holds it. The circuit breaker's clock moves
+    in the same transaction; with `breaker_after` (None or zero: no breaker) an integration
+    failing for longer is switched off and its pending jobs held.
     """
     if not records:
-        return set()
+        return Recorded(set(), {})
     await conn.execute(
         insert(logs),
         [
@@ -246,7 +431,23 @@ async def record_attempts(
     for r in records:
         if r.disable_reason is not None:
             await disable_integration(conn, r.integration_id, r.disable_reason)
-    return moved
+    failing = await breaker.move_clock(conn, records)
+    tripped: dict[UUID, str] = {}
+    if failing and breaker_after:
+        tripped = await breaker.trip(conn, failing, breaker_after)
+    return Recorded(moved, tripped)
+
+
+async def resume_held(conn: AsyncConnection, integration_id: UUID) -> int:
+    """Make the integration's held jobs pending again, due now (it was enabled again)."""
+    result = await conn.execute(
+        update(jobs)
+        .where(jobs.c.integration_id == integration_id, jobs.c.status == _HELD)
+        .values(status="pending", next_attempt_at=func.now(), updated_at=func.now())
+    )
+    if result.rowcount:
+        await notify(conn)
+    return result.rowcount
 
 
 async def disable_integration(conn: AsyncConnection, integration_id: UUID, reason: str) -> None:
@@ -254,16 +455,17 @@ async def disable_integration(conn: AsyncConnection, integration_id: UUID, reaso
     await conn.execute(
         update(integrations)
         .where(integrations.c.id == integration_id)
-        .values(enabled=False, disabled_reason=reason, updated_at=func.now())
+        .values(enabled=False, disabled_reason=reason, failing_since=None, updated_at=func.now())
     )
     await cancel_pending(conn, integration_id, reason="the integration was disabled")
 
 
 async def cancel_pending(conn: AsyncConnection, integration_id: UUID, *, reason: str) -> int:
-    """Cancel the integration's jobs that are waiting; jobs in flight finish their attempt."""
+    """Cancel the integration's jobs that are waiting (or held); jobs in flight finish their
+    attempt."""
     result = await conn.execute(
         update(jobs)
-        .where(jobs.c.integration_id == integration_id, jobs.c.status == "pending")
+        .where(jobs.c.integration_id == integration_id, jobs.c.status.in_(("pending", "held")))
         .values(
             status="cancelled",
             last_error=reason,
@@ -273,6 +475,23 @@ async def cancel_pending(conn: AsyncConnection, integration_id: UUID, *, reason:
         )
     )
     return result.rowcount
+
+
+async def hold_claimed(conn: AsyncConnection, owner: str, job_ids: Sequence[UUID]) -> None:
+    """Hold claimed jobs whose integration the circuit breaker switched off meanwhile."""
+    if not job_ids:
+        return
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == any_(_ids("ids", job_ids)), jobs.c.lease_owner == owner)
+        .values(
+            status="held",
+            next_attempt_at=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=func.now(),
+        )
+    )
 
 
 async def cancel_claimed(conn: AsyncConnection, owner: str, job_ids: Sequence[UUID]) -> None:

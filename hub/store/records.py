@@ -40,6 +40,14 @@ class IntegrationRecord:
     disabled_reason: str | None
     created_at: datetime
     updated_at: datetime
+    conditions: dict[str, Any] | None = None
+    """(beyond EP) the payload filter's canonical JSON (`hub.conditions`); None: none."""
+    max_in_flight: int | None = None
+    """(beyond EP) attempts to it in flight at once across the workers; None: no own limit."""
+    rate_limit: float | None = None
+    """(beyond EP) attempts per second, per worker; None: unlimited."""
+    failing_since: datetime | None = None
+    """Start of the current unbroken stretch of failed attempts (the circuit breaker's clock)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +90,45 @@ class LogRecord:
     body: str | None
     error_detail: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LastErrorRecord:
+    """The newest failed attempt of an integration."""
+
+    at: datetime
+    detail: str | None
+    status_code: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationStatusRecord:
+    """How an integration is doing: its jobs by status and the story of its attempts."""
+
+    integration: IntegrationRecord
+    jobs: dict[str, int]
+    """Job count by status; statuses without jobs are absent."""
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    last_error: LastErrorRecord | None
+    recent_attempts: int
+    recent_successes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRecord:
+    """A replay and its progress, counted from the jobs it created."""
+
+    id: UUID
+    store_id: UUID
+    integration_id: UUID
+    since: datetime
+    until: datetime
+    statuses: tuple[str, ...]
+    total: int
+    created_at: datetime
+    jobs: dict[str, int]
+    """Its jobs by current status; statuses without jobs are absent."""
 
 
 T = TypeVar("T")

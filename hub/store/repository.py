@@ -8,21 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, func, insert, null, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from uuid_utils.compat import uuid7
 
+from deliverers.config import SECRET_FIELD_NAMES
+from hub import crypto
 from hub.store.models import ApiKey, Event, Integration, IntegrationJob, IntegrationLog, Store
 from hub.store.records import (
     ApiKeyRecord,
     EventRecord,
     IntegrationRecord,
+    IntegrationStatusRecord,
     JobRecord,
+    LastErrorRecord,
     LogRecord,
     Page,
     StoreRecord,
@@ -139,11 +143,15 @@ def _integration(row: Any) -> IntegrationRecord:
         enabled=row.enabled,
         integration_type=row.integration_type,
         observes=tuple(row.observes),
-        configuration=dict(row.configuration),
-        signing_secret=row.signing_secret,
+        configuration=crypto.open_configuration(row.configuration),
+        signing_secret=crypto.open_text(row.signing_secret),
         disabled_reason=row.disabled_reason,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        conditions=row.conditions,
+        max_in_flight=row.max_in_flight,
+        rate_limit=row.rate_limit,
+        failing_since=row.failing_since,
     )
 
 
@@ -161,11 +169,17 @@ async def insert_integration(
     observes: Sequence[str],
     configuration: Mapping[str, Any],
     signing_secret: str,
+    conditions: Mapping[str, Any] | None = None,
+    max_in_flight: int | None = None,
+    rate_limit: float | None = None,
 ) -> IntegrationRecord:
     row = (
         await conn.execute(
             insert(integrations)
             .values(
+                max_in_flight=max_in_flight,
+                rate_limit=rate_limit,
+                conditions=null() if conditions is None else dict(conditions),
                 id=uuid7(),
                 store_id=store_id,
                 name=name,
@@ -173,8 +187,8 @@ async def insert_integration(
                 enabled=enabled,
                 integration_type=integration_type,
                 observes=list(observes),
-                configuration=dict(configuration),
-                signing_secret=signing_secret,
+                configuration=crypto.seal_configuration(configuration, SECRET_FIELD_NAMES),
+                signing_secret=crypto.seal_text(signing_secret),
             )
             .returning(integrations)
         )
@@ -236,7 +250,17 @@ async def integration_exists(conn: AsyncConnection, store_id: UUID, integration_
 async def update_integration(
     conn: AsyncConnection, store_id: UUID, integration_id: UUID, changes: Mapping[str, Any]
 ) -> IntegrationRecord | None:
-    """Apply `changes` (column → value) to a live integration; None when there is none."""
+    """Apply `changes` (column → value) to a live integration; None when there is none.
+
+    `conditions: None` stores SQL NULL (no filter), not a JSON null.
+    """
+    if "conditions" in changes and changes["conditions"] is None:
+        changes = {**changes, "conditions": null()}
+    if "configuration" in changes:  # secrets are stored encrypted (`hub.crypto`)
+        sealed = crypto.seal_configuration(changes["configuration"], SECRET_FIELD_NAMES)
+        changes = {**changes, "configuration": sealed}
+    if "signing_secret" in changes:
+        changes = {**changes, "signing_secret": crypto.seal_text(changes["signing_secret"])}
     row = (
         await conn.execute(
             update(integrations)
@@ -256,6 +280,126 @@ async def delete_integration(conn: AsyncConnection, store_id: UUID, integration_
         .values(deleted_at=func.now(), enabled=False, updated_at=func.now())
     )
     return result.rowcount > 0
+
+
+# --- signing secrets and secrets at rest --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SigningSecrets:
+    """An integration's signing secret and, during a rotation's grace period, the previous one."""
+
+    current: str
+    previous: str | None
+    previous_expires_at: datetime | None
+
+
+def _signing_secrets(row: Any) -> SigningSecrets:
+    live = row.previous_signing_secret_expires_at is not None and row.previous_live
+    return SigningSecrets(
+        current=crypto.open_text(row.signing_secret),
+        previous=crypto.open_text(row.previous_signing_secret) if live else None,
+        previous_expires_at=row.previous_signing_secret_expires_at if live else None,
+    )
+
+
+_SECRET_COLUMNS = (
+    integrations.c.signing_secret,
+    integrations.c.previous_signing_secret,
+    integrations.c.previous_signing_secret_expires_at,
+    (integrations.c.previous_signing_secret_expires_at > func.now()).label("previous_live"),
+)
+
+
+async def get_signing_secrets(
+    conn: AsyncConnection, store_id: UUID, integration_id: UUID
+) -> SigningSecrets | None:
+    row = (
+        await conn.execute(
+            select(*_SECRET_COLUMNS).where(
+                integrations.c.id == integration_id, integrations.c.store_id == store_id, _LIVE
+            )
+        )
+    ).first()
+    return None if row is None else _signing_secrets(row)
+
+
+async def rotate_signing_secret(
+    conn: AsyncConnection, store_id: UUID, integration_id: UUID, new: str, *, grace: timedelta
+) -> SigningSecrets | None:
+    """Make `new` the signing secret; the current one stays valid for `grace` (none if zero)."""
+    keep = grace > timedelta(0)
+    row = (
+        await conn.execute(
+            update(integrations)
+            .where(integrations.c.id == integration_id, integrations.c.store_id == store_id, _LIVE)
+            .values(
+                previous_signing_secret=integrations.c.signing_secret if keep else null(),
+                previous_signing_secret_expires_at=func.now() + grace if keep else null(),
+                signing_secret=crypto.seal_text(new),
+                updated_at=func.now(),
+            )
+            .returning(*_SECRET_COLUMNS)
+        )
+    ).first()
+    return None if row is None else _signing_secrets(row)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSecrets:
+    """An integration's secret-bearing columns exactly as stored (encrypted or not)."""
+
+    id: UUID
+    configuration: dict[str, Any]
+    signing_secret: str
+    previous_signing_secret: str | None
+
+
+async def stored_secrets(
+    conn: AsyncConnection, *, after: UUID | None, limit: int
+) -> list[StoredSecrets]:
+    """The next `limit` integrations by id (deleted ones too), locked for rewriting."""
+    query = select(
+        integrations.c.id,
+        integrations.c.configuration,
+        integrations.c.signing_secret,
+        integrations.c.previous_signing_secret,
+    )
+    if after is not None:
+        query = query.where(integrations.c.id > after)
+    rows = await conn.execute(query.order_by(integrations.c.id).limit(limit).with_for_update())
+    return [
+        StoredSecrets(r.id, dict(r.configuration), r.signing_secret, r.previous_signing_secret)
+        for r in rows
+    ]
+
+
+async def sealed_signing_secret_samples(conn: AsyncConnection) -> list[str]:
+    """The oldest and the newest encrypted signing secrets, to check the keys at start."""
+    sealed = integrations.c.signing_secret.startswith(crypto.TEXT_PREFIX, autoescape=True)
+    out = []
+    for order in (integrations.c.created_at.asc(), integrations.c.created_at.desc()):
+        value = (
+            await conn.execute(
+                select(integrations.c.signing_secret).where(sealed).order_by(order).limit(1)
+            )
+        ).scalar_one_or_none()
+        if value is not None:
+            out.append(value)
+    return out
+
+
+async def rewrite_stored_secrets(conn: AsyncConnection, secrets: StoredSecrets) -> None:
+    """Store already-encrypted values as they are (for `hub secrets rotate`)."""
+    await conn.execute(
+        update(integrations)
+        .where(integrations.c.id == secrets.id)
+        .values(
+            configuration=secrets.configuration,
+            signing_secret=secrets.signing_secret,
+            previous_signing_secret=secrets.previous_signing_secret,
+        )
+    )
 
 
 async def live_integrations_observing(
@@ -382,6 +526,9 @@ def job_record(row: Any) -> JobRecord:
 @dataclass(frozen=True, slots=True)
 class JobFilter:
     status: tuple[str, ...] | None = None
+    triggered_by: tuple[str, ...] | None = None
+    created_gte: datetime | None = None
+    created_lte: datetime | None = None
 
 
 async def list_jobs(
@@ -396,6 +543,12 @@ async def list_jobs(
     where = [jobs.c.store_id == store_id, jobs.c.integration_id == integration_id]
     if flt.status:
         where.append(jobs.c.status.in_(flt.status))
+    if flt.triggered_by:
+        where.append(jobs.c.triggered_by.in_(flt.triggered_by))
+    if flt.created_gte is not None:
+        where.append(jobs.c.created_at >= flt.created_gte)
+    if flt.created_lte is not None:
+        where.append(jobs.c.created_at <= flt.created_lte)
     total = (await conn.execute(select(func.count()).select_from(jobs).where(*where))).scalar_one()
     rows = await conn.execute(
         select(jobs)
@@ -475,3 +628,69 @@ async def list_logs(
         select(logs).where(*where).order_by(*order).limit(limit).offset(offset)
     )
     return Page([_log(r) for r in rows], total)
+
+
+# --- integration status ------------------------------------------------------------------------
+
+
+async def integration_status(
+    conn: AsyncConnection, integration: IntegrationRecord, *, window: timedelta
+) -> IntegrationStatusRecord:
+    """Job counts by status and the attempts' story: last attempt, success, error, recent rate.
+
+    Served by the indexes on jobs (integration_id, status) and logs (integration_id,
+    created_at DESC, id DESC); `window` is how far back the recent counts look.
+    """
+    job_counts = {
+        status: count
+        for status, count in await conn.execute(
+            select(jobs.c.status, func.count())
+            .where(jobs.c.integration_id == integration.id)
+            .group_by(jobs.c.status)
+        )
+    }
+    mine = logs.c.integration_id == integration.id
+    newest = (logs.c.created_at.desc(), logs.c.id.desc())
+    recent = (
+        select(
+            func.count().label("attempts"),
+            func.count().filter(logs.c.succeeded).label("succeeded"),
+        )
+        .where(mine, logs.c.created_at >= func.now() - window)
+        .subquery()
+    )
+    summary = (
+        await conn.execute(
+            select(
+                select(logs.c.created_at).where(mine).order_by(*newest).limit(1).scalar_subquery(),
+                select(logs.c.created_at)
+                .where(mine, logs.c.succeeded)
+                .order_by(*newest)
+                .limit(1)
+                .scalar_subquery(),
+                recent.c.attempts,
+                recent.c.succeeded,
+            )
+        )
+    ).one()
+    failure = (
+        await conn.execute(
+            select(logs.c.created_at, logs.c.error_detail, logs.c.status_code)
+            .where(mine, logs.c.succeeded.is_(False))
+            .order_by(*newest)
+            .limit(1)
+        )
+    ).first()
+    return IntegrationStatusRecord(
+        integration=integration,
+        jobs=job_counts,
+        last_attempt_at=summary[0],
+        last_success_at=summary[1],
+        last_error=None
+        if failure is None
+        else LastErrorRecord(
+            at=failure.created_at, detail=failure.error_detail, status_code=failure.status_code
+        ),
+        recent_attempts=summary[2],
+        recent_successes=summary[3],
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -28,7 +29,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.api.app import create_app
 from hub.store.queue import jobs, logs
-from tests.conftest import Tenant, event_body, make_tenant, settings_for, webhook_integration
+from tests.conftest import (
+    TEST_ALLOWED_NETWORKS,
+    TEST_SECRET_KEY,
+    Tenant,
+    event_body,
+    make_tenant,
+    settings_for,
+    webhook_integration,
+)
 
 HUB = Path(sys.executable).with_name("hub")
 
@@ -51,11 +60,14 @@ class Sink:
     """A loopback webhook endpoint that records every request on arrival.
 
     `delay` keeps each request open that long (so that a kill lands mid-flight);
-    `fail_first_attempt` answers 500 to every attempt numbered 1 and 200 to the rest.
+    `fail_first_attempt` answers 500 to every attempt numbered 1 and 200 to the rest;
+    `fail_ratio` answers 500 to that share of all requests, at random (seeded by `rng`).
     """
 
     delay: float = 0.0
     fail_first_attempt: bool = False
+    fail_ratio: float = 0.0
+    rng: random.Random = field(default_factory=lambda: random.Random(20261123))
     hits: list[Hit] = field(default_factory=list)
     open_requests: int = 0
     url: str = ""
@@ -73,6 +85,8 @@ class Sink:
             self.open_requests -= 1
         if self.fail_first_attempt and hit.attempt == 1:
             return web.Response(status=500, text="not yet")
+        if self.fail_ratio and self.rng.random() < self.fail_ratio:
+            return web.Response(status=500, text="unlucky")
         return web.Response(text="ok")
 
     def received_at_least(self, count: int) -> bool:
@@ -151,6 +165,8 @@ class Processes:
             "HUB_DATABASE_URL": self.database_url,
             "HUB_LOG_LEVEL": "warning",
             "HUB_LOG_FORMAT": "console",
+            "HUB_SECRET_KEY": TEST_SECRET_KEY,
+            "HUB_ALLOWED_NETWORKS": TEST_ALLOWED_NETWORKS,
             **self.settings,
         }
         log_path = self.log_dir / f"worker-{len(self.started) + 1}.log"

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import create_database, db_url, drop_database
+from tests.conftest import TEST_SECRET_KEY, create_database, db_url, drop_database
 
 HUB = Path(sys.executable).with_name("hub")
 READY_TIMEOUT = 20.0
@@ -44,7 +44,11 @@ class Cli:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-        return env | {"HUB_DATABASE_URL": self.database_url, "HUB_LOG_LEVEL": "warning"}
+        return env | {
+            "HUB_DATABASE_URL": self.database_url,
+            "HUB_LOG_LEVEL": "warning",
+            "HUB_SECRET_KEY": TEST_SECRET_KEY,
+        }
 
     async def run(self, *args: str, timeout: float = 60) -> Run:
         process = await asyncio.create_subprocess_exec(

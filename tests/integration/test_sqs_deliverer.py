@@ -25,6 +25,7 @@ from deliverers.sqs import (
     SqsDeliverer,
     sqs_size,
 )
+from hub.ssrf import LOOPBACK
 from tests.integration.moto_server import (
     Credentials,
     MotoServer,
@@ -76,7 +77,7 @@ async def env(moto: MotoServer) -> AsyncIterator[Env]:
     calls = Calls()
     session = shared_session()
     calls.register(session)
-    deliverer = SqsDeliverer(source=SOURCE, timeout=2, session=session)
+    deliverer = SqsDeliverer(source=SOURCE, timeout=2, session=session, allowed_networks=LOOPBACK)
     await deliverer.open()
     try:
         yield Env(moto, deliverer, calls)
@@ -384,7 +385,13 @@ async def silent_endpoint() -> AsyncIterator[str]:
 async def test_an_endpoint_that_never_answers_times_out_after_the_configured_timeout(
     moto: MotoServer, silent_endpoint: str
 ) -> None:
-    deliverer = SqsDeliverer(source=SOURCE, timeout=0.3, max_attempts=1, session=shared_session())
+    deliverer = SqsDeliverer(
+        source=SOURCE,
+        timeout=0.3,
+        max_attempts=1,
+        session=shared_session(),
+        allowed_networks=LOOPBACK,
+    )
     await deliverer.open()
     try:
         started = time.perf_counter()
@@ -473,7 +480,13 @@ async def test_other_answers_of_the_endpoint_get_readable_errors_with_their_stat
 ) -> None:
     scripted.status, scripted.headers, scripted.body = status, answer["headers"], answer["body"]
     queue = f"{scripted.url}/123456789012/orders"
-    deliverer = SqsDeliverer(source=SOURCE, timeout=2, max_attempts=1, session=shared_session())
+    deliverer = SqsDeliverer(
+        source=SOURCE,
+        timeout=2,
+        max_attempts=1,
+        session=shared_session(),
+        allowed_networks=LOOPBACK,
+    )
     await deliverer.open()
     try:
         result = await deliverer.deliver(delivery(queue, moto.allowed))
@@ -597,7 +610,13 @@ async def test_closing_sends_what_is_waiting_and_a_closed_deliverer_refuses_work
     moto: MotoServer,
 ) -> None:
     url = await moto.create_queue("closing")
-    deliverer = SqsDeliverer(source=SOURCE, timeout=2, batch_window=5.0, session=shared_session())
+    deliverer = SqsDeliverer(
+        source=SOURCE,
+        timeout=2,
+        batch_window=5.0,
+        session=shared_session(),
+        allowed_networks=LOOPBACK,
+    )
     await deliverer.open()
     waiting = asyncio.create_task(deliverer.deliver(delivery(url, moto.allowed)))
     await asyncio.sleep(0.05)  # created its client and waits for the (long) batch window

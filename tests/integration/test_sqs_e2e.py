@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from deliverers.sqs import SqsDeliverer
+from hub.ssrf import LOOPBACK
 from tests.conftest import event_body, settings_for
 from tests.integration.moto_server import MotoServer, shared_moto_server, shared_session
 from tests.integration.stack import Stack, eventually, hub_stack
@@ -39,7 +40,9 @@ async def env(fresh_db: str, moto: MotoServer) -> AsyncIterator[Env]:
 
     session = shared_session()
     session.register("provide-client-params.sqs.SendMessageBatch", count)
-    deliverer = SqsDeliverer(source=settings.base_url(), timeout=2, session=session)
+    deliverer = SqsDeliverer(
+        source=settings.base_url(), timeout=2, session=session, allowed_networks=LOOPBACK
+    )
     try:
         async with hub_stack(fresh_db, settings, [deliverer]) as stack:
             yield Env(stack, moto, batches)

@@ -17,6 +17,7 @@ import structlog
 from deliverers.base import DeliveryResult
 from deliverers.config import StompConfig, WebhookConfig
 from deliverers.stomp import StompDeliverer
+from hub.ssrf import LOOPBACK
 from tests.integration.stack import eventually
 from tests.integration.stomp_helpers import (
     BROKER,
@@ -39,7 +40,7 @@ SOURCE = "http://hub.test"
 
 @pytest.fixture
 async def deliverer() -> AsyncIterator[StompDeliverer]:
-    deliverer = StompDeliverer(source=SOURCE, timeout=3)
+    deliverer = StompDeliverer(source=SOURCE, timeout=3, allowed_networks=LOOPBACK)
     await deliverer.open()
     yield deliverer
     await deliverer.aclose()
@@ -155,7 +156,7 @@ async def test_a_payload_without_included_is_sent_without_it(
 async def test_concurrent_deliveries_share_one_connection(
     queue: str, user: tuple[str, str]
 ) -> None:
-    deliverer = StompDeliverer(source=SOURCE, timeout=5)
+    deliverer = StompDeliverer(source=SOURCE, timeout=5, allowed_networks=LOOPBACK)
     await deliverer.open()
     try:
         config = stomp_config(queue, username=user[0], password=user[1])
@@ -175,7 +176,7 @@ async def test_concurrent_deliveries_share_one_connection(
 async def test_a_connection_the_broker_drops_is_reopened_by_the_next_delivery(
     queue: str, user: tuple[str, str]
 ) -> None:
-    deliverer = StompDeliverer(source=SOURCE, timeout=5)
+    deliverer = StompDeliverer(source=SOURCE, timeout=5, allowed_networks=LOOPBACK)
     await deliverer.open()
     try:
         config = stomp_config(queue, username=user[0], password=user[1])
@@ -286,7 +287,7 @@ async def test_tls_to_a_plain_stomp_port_is_a_tls_failure(deliverer: StompDelive
 
 
 async def test_a_send_the_broker_never_confirms_fails_after_the_timeout() -> None:
-    deliverer = StompDeliverer(source=SOURCE, timeout=0.5)
+    deliverer = StompDeliverer(source=SOURCE, timeout=0.5, allowed_networks=LOOPBACK)
     await deliverer.open()
     try:
         async with FakeBroker(confirm=False) as broker:
@@ -306,7 +307,7 @@ async def test_a_send_the_broker_never_confirms_fails_after_the_timeout() -> Non
 
 
 async def test_a_broker_that_never_answers_connect_is_a_timeout() -> None:
-    deliverer = StompDeliverer(source=SOURCE, timeout=0.5)
+    deliverer = StompDeliverer(source=SOURCE, timeout=0.5, allowed_networks=LOOPBACK)
     await deliverer.open()
     try:
         async with FakeBroker(answer_connect=False) as broker:
@@ -330,7 +331,7 @@ async def test_a_broker_that_never_answers_connect_is_a_timeout() -> None:
 async def test_an_error_frame_is_pinned_on_the_send_it_is_about_while_others_await_receipts(
     names_receipt: bool,
 ) -> None:
-    deliverer = StompDeliverer(source=SOURCE, timeout=3)
+    deliverer = StompDeliverer(source=SOURCE, timeout=3, allowed_networks=LOOPBACK)
     await deliverer.open()
     try:
         broker = FakeBroker(
@@ -354,7 +355,7 @@ async def test_an_error_frame_is_pinned_on_the_send_it_is_about_while_others_awa
 
 
 async def test_an_untrusted_certificate_is_a_tls_failure(server_tls: ssl.SSLContext) -> None:
-    deliverer = StompDeliverer(source=SOURCE, timeout=2)
+    deliverer = StompDeliverer(source=SOURCE, timeout=2, allowed_networks=LOOPBACK)
     await deliverer.open()
     try:
         async with FakeBroker(ssl_context=server_tls) as broker:
@@ -374,7 +375,9 @@ async def test_a_tls_broker_with_a_trusted_certificate_receives_the_message(
     server_tls: ssl.SSLContext, certificate: tuple[Path, Path]
 ) -> None:
     trust = ssl.create_default_context(cafile=str(certificate[0]))
-    deliverer = StompDeliverer(source=SOURCE, timeout=2, ssl_context=trust)
+    deliverer = StompDeliverer(
+        source=SOURCE, timeout=2, ssl_context=trust, allowed_networks=LOOPBACK
+    )
     await deliverer.open()
     try:
         async with FakeBroker(ssl_context=server_tls) as broker:
@@ -399,7 +402,9 @@ async def test_a_tls_connection_the_broker_drops_is_noticed_and_reopened(
     server_tls: ssl.SSLContext, certificate: tuple[Path, Path]
 ) -> None:
     trust = ssl.create_default_context(cafile=str(certificate[0]))
-    deliverer = StompDeliverer(source=SOURCE, timeout=2, ssl_context=trust)
+    deliverer = StompDeliverer(
+        source=SOURCE, timeout=2, ssl_context=trust, allowed_networks=LOOPBACK
+    )
     await deliverer.open()
     try:
         async with FakeBroker(ssl_context=server_tls) as broker:
@@ -417,7 +422,7 @@ async def test_a_tls_connection_the_broker_drops_is_noticed_and_reopened(
 
 
 async def test_after_a_drop_the_addresses_are_tried_in_order_again() -> None:
-    deliverer = StompDeliverer(source=SOURCE, timeout=2)
+    deliverer = StompDeliverer(source=SOURCE, timeout=2, allowed_networks=LOOPBACK)
     await deliverer.open()
     primary, secondary = FakeBroker(), FakeBroker()
     try:
@@ -442,7 +447,9 @@ async def test_after_a_drop_the_addresses_are_tried_in_order_again() -> None:
 
 
 async def test_an_idle_connection_is_closed_and_reopened_when_needed_again() -> None:
-    deliverer = StompDeliverer(source=SOURCE, timeout=2, idle_timeout=0.2)
+    deliverer = StompDeliverer(
+        source=SOURCE, timeout=2, idle_timeout=0.2, allowed_networks=LOOPBACK
+    )
     await deliverer.open()
     try:
         async with FakeBroker() as one, FakeBroker() as other:
@@ -467,7 +474,7 @@ async def _none_live(broker: FakeBroker) -> bool:
 
 
 async def test_closing_sends_disconnect_and_closing_twice_is_harmless() -> None:
-    deliverer = StompDeliverer(source=SOURCE, timeout=2)
+    deliverer = StompDeliverer(source=SOURCE, timeout=2, allowed_networks=LOOPBACK)
     await deliverer.open()
     async with FakeBroker() as broker:
         config = stomp_config("/queue/a", addresses=[broker.address])
@@ -482,7 +489,7 @@ async def test_closing_sends_disconnect_and_closing_twice_is_harmless() -> None:
 
 
 async def test_delivering_before_open_is_a_programming_error() -> None:
-    deliverer = StompDeliverer(source=SOURCE, timeout=1)
+    deliverer = StompDeliverer(source=SOURCE, timeout=1, allowed_networks=LOOPBACK)
     with pytest.raises(RuntimeError):
         await deliverer.deliver(make_delivery(stomp_config("/queue/x")))
 

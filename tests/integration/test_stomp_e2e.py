@@ -25,7 +25,11 @@ class Env:
 @pytest.fixture
 async def env(fresh_db: str) -> AsyncIterator[Env]:
     settings = settings_for(fresh_db, retry_schedule="0.1s,0.1s", webhook_timeout=3)
-    deliverer = StompDeliverer(source=settings.base_url(), timeout=settings.webhook_timeout)
+    deliverer = StompDeliverer(
+        source=settings.base_url(),
+        timeout=settings.webhook_timeout,
+        allowed_networks=settings.allowed_networks,
+    )
     async with broker_queue() as queue, hub_stack(fresh_db, settings, [deliverer]) as stack:
         yield Env(stack, queue)
 

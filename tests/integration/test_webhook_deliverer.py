@@ -28,6 +28,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from deliverers.base import BODY_LIMIT, Delivery, DeliveryResult, Target
 from deliverers.config import WebhookConfig
 from deliverers.webhook import NON_2XX_DETAIL, WebhookDeliverer, parse_retry_after
+from hub.ssrf import LOOPBACK
 
 PAYLOAD: dict[str, Any] = {
     "data": {"type": "order", "id": "1d67160d-0000-4000-8000-000000000001", "status": "paid"},
@@ -241,7 +242,7 @@ async def tls_endpoint(self_signed: ssl.SSLContext) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def deliverer() -> AsyncIterator[WebhookDeliverer]:
-    deliverer = WebhookDeliverer(timeout=2.0)
+    deliverer = WebhookDeliverer(timeout=2.0, allowed_networks=LOOPBACK)
     await deliverer.open()
     try:
         yield deliverer
@@ -251,7 +252,7 @@ async def deliverer() -> AsyncIterator[WebhookDeliverer]:
 
 @pytest.fixture
 async def impatient_deliverer() -> AsyncIterator[WebhookDeliverer]:
-    deliverer = WebhookDeliverer(timeout=0.3)
+    deliverer = WebhookDeliverer(timeout=0.3, allowed_networks=LOOPBACK)
     await deliverer.open()
     try:
         yield deliverer
@@ -556,14 +557,14 @@ async def test_a_malformed_signing_secret_is_a_failure_not_an_exception(
 
 
 async def test_delivering_before_open_is_a_programming_error() -> None:
-    deliverer = WebhookDeliverer(timeout=1.0)
+    deliverer = WebhookDeliverer(timeout=1.0, allowed_networks=LOOPBACK)
 
     with pytest.raises(RuntimeError, match="before open"):
         await deliverer.deliver(make_delivery(make_target("http://127.0.0.1:1/hook")))
 
 
 async def test_closing_twice_is_harmless() -> None:
-    deliverer = WebhookDeliverer(timeout=1.0)
+    deliverer = WebhookDeliverer(timeout=1.0, allowed_networks=LOOPBACK)
     await deliverer.open()
 
     await deliverer.aclose()

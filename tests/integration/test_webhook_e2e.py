@@ -12,6 +12,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
 from deliverers.webhook import WebhookDeliverer
+from hub.ssrf import LOOPBACK
 from tests.conftest import event_body, settings_for, webhook_integration
 from tests.integration.stack import Stack, eventually, hub_stack, sink_server
 
@@ -44,7 +45,9 @@ async def env(fresh_db: str) -> AsyncIterator[Env]:
     settings = settings_for(fresh_db, retry_schedule="0.1s,0.1s", webhook_timeout=2)
     async with (
         sink_server(sink.handle) as url,
-        hub_stack(fresh_db, settings, [WebhookDeliverer(timeout=2)]) as stack,
+        hub_stack(
+            fresh_db, settings, [WebhookDeliverer(timeout=2, allowed_networks=LOOPBACK)]
+        ) as stack,
     ):
         yield Env(stack, sink, url)
 

@@ -258,6 +258,7 @@ REQUEST_MODELS: dict[str, type[BaseModel]] = {
     "IntegrationCreateRequest": schemas.IntegrationCreateRequest,
     "IntegrationUpdateRequest": schemas.IntegrationUpdateRequest,
     "PublishRequest": schemas.PublishRequest,
+    "ReplayCreateRequest": schemas.ReplayCreateRequest,
 }
 
 

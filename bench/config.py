@@ -1,0 +1,71 @@
+"""The benchmark's sizes: the full run (`make bench`) and the `--quick` smoke run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+#: The hub's default `HUB_WORKER_CONCURRENCY`; the baseline client uses the same.
+DEFAULT_WORKER_CONCURRENCY = 64
+#: What the worker claims at most per statement (`CLAIM_BATCH` in hub/dispatch/worker.py); it
+#: also never claims more than its free slots, so the benchmark claims the smaller of the two.
+CLAIM_LIMIT = 100
+#: Events per batch publish: the API's maximum.
+BATCH_SIZE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """Every size and rate of one run; written into the results as `settings`."""
+
+    quick: bool
+    worker_concurrency: int
+    warmup_events: int = 200
+    baseline_seconds: float = 6.0
+    """Each of the two baseline runs."""
+    throughput_events: int = 20_000
+    throughput_publishers: int = 4
+    """Batch requests in flight while publishing the throughput events."""
+    latency_rates: tuple[int, ...] = (50, 200, 500)
+    latency_seconds: float = 10.0
+    publish_single_concurrency: int = 32
+    publish_single_seconds: float = 10.0
+    publish_batch_events: int = 30_000
+    publish_batch_concurrency: int = 4
+    fanout_integrations: int = 1_000
+    fanout_rounds: int = 3
+    list_requests: int = 20
+    backlog_jobs: int = 1_000_000
+    near_empty_jobs: int = 3_000
+    claim_limit: int = CLAIM_LIMIT
+    """Set by `build` to min(CLAIM_LIMIT, worker_concurrency): the most the worker claims."""
+    claim_repeats: int = 20
+    rss_seconds: float = 15.0
+    batch_size: int = BATCH_SIZE
+
+    @classmethod
+    def build(cls, *, quick: bool) -> BenchConfig:
+        concurrency = int(
+            os.environ.get("HUB_WORKER_CONCURRENCY", "") or DEFAULT_WORKER_CONCURRENCY
+        )
+        claim_limit = min(CLAIM_LIMIT, concurrency)
+        if not quick:
+            return cls(quick=False, worker_concurrency=concurrency, claim_limit=claim_limit)
+        return cls(
+            quick=True,
+            worker_concurrency=concurrency,
+            claim_limit=claim_limit,
+            warmup_events=100,
+            baseline_seconds=2.0,
+            throughput_events=2_000,
+            latency_seconds=3.0,
+            publish_single_seconds=3.0,
+            publish_batch_events=3_000,
+            fanout_integrations=1_000,
+            fanout_rounds=1,
+            list_requests=5,
+            backlog_jobs=100_000,
+            near_empty_jobs=1_500,
+            claim_repeats=10,
+            rss_seconds=5.0,
+        )

@@ -1,0 +1,74 @@
+"""Helpers the scenarios share: running client tasks together, publishing many events."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+from collections.abc import Coroutine, Iterable, Iterator
+from typing import Any
+
+from bench.client import EVENT_KEY, Sent, event
+from bench.context import Bench
+
+
+async def together(coros: Iterable[Coroutine[Any, Any, None]], *, timeout: float) -> None:
+    """Run `coros` concurrently, all within `timeout`; the first failure (or the timeout)
+    cancels the others, so that nothing of a failed scenario runs on into the next one."""
+    try:
+        async with asyncio.timeout(timeout), asyncio.TaskGroup() as group:
+            for coro in coros:
+                group.create_task(coro)
+    except ExceptionGroup as errors:
+        first: BaseException = errors
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from errors
+
+
+def event_ids(group: str, count: int) -> list[str]:
+    return [f"{group}:{n}" for n in range(count)]
+
+
+def failures(sent: Iterable[Sent]) -> dict[str, int]:
+    """Publish requests not answered 202, by status (`0`: no answer)."""
+    return {
+        str(status): n for status, n in Counter(s.status for s in sent if not s.accepted).items()
+    }
+
+
+async def publish_batches(
+    bench: Bench,
+    ids: list[str],
+    *,
+    concurrency: int,
+    key: str = EVENT_KEY,
+    check: bool = True,
+) -> list[Sent]:
+    """Publish `ids` in batches of the configured size with `concurrency` requests in flight."""
+    size = bench.config.batch_size
+    batches: Iterator[list[str]] = iter([ids[i : i + size] for i in range(0, len(ids), size)])
+    sent: list[Sent] = []
+
+    async def publisher() -> None:
+        for batch in batches:
+            sent.append(await bench.client.publish([event(i, key) for i in batch], check=check))
+
+    await together((publisher() for _ in range(concurrency)), timeout=max(60, len(ids) / 100))
+    return sent
+
+
+async def warm_up(bench: Bench) -> None:
+    """Publish a few events and wait for them: the worker runs, pools are open, a sample body
+    is at the sink for the baseline."""
+    ids = event_ids("warmup", bench.config.warmup_events)
+    await publish_batches(bench, ids, concurrency=2)
+    await bench.sink.wait_for("warmup", unique=len(ids), timeout=60)
+
+
+_counter = itertools.count()
+
+
+def unique_group(prefix: str) -> str:
+    """A group name not used before in this run (sink groups never reset)."""
+    return f"{prefix}{next(_counter)}"

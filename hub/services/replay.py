@@ -1,0 +1,50 @@
+"""Replay: re-queue a window of an integration's finished jobs as new jobs, and follow them.
+
+Like a manual retry, but for a time window at once: after an outage on the receiving side, an
+operator replays what failed meanwhile. The new jobs are delivered like any other (attempts from
+1, the retry schedule, the circuit breaker); the replay is a resource whose counts come from
+them, polled until none is pending. Which events are replayed: see `hub.store.replays`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.api.schemas import ReplayCreate
+from hub.errors import Conflict, NotFound, ValidationFailed
+from hub.store import replays, repository
+from hub.store.records import ReplayRecord
+
+
+async def start(
+    conn: AsyncConnection, store_id: UUID, integration_id: UUID, data: ReplayCreate
+) -> ReplayRecord:
+    """Queue the replay's jobs in the caller's transaction (they are delivered once it commits)."""
+    until = data.until or datetime.now(UTC)
+    if until <= data.since:
+        raise ValidationFailed([("data.until must be after data.since", "data.until")])
+    integration = await repository.get_integration(conn, store_id, integration_id, for_update=True)
+    if integration is None:
+        raise NotFound()
+    if not integration.enabled:
+        raise Conflict("The integration is disabled; enable it before replaying its jobs")
+    return await replays.create(
+        conn,
+        store_id=store_id,
+        integration_id=integration_id,
+        since=data.since,
+        until=until,
+        statuses=sorted(set(data.status)),
+    )
+
+
+async def get(
+    conn: AsyncConnection, store_id: UUID, integration_id: UUID, replay_id: UUID
+) -> ReplayRecord:
+    replay = await replays.get(conn, store_id, integration_id, replay_id)
+    if replay is None:
+        raise NotFound()
+    return replay
