@@ -14,7 +14,7 @@ BENCH_ARGS ?=
 # The tests create their own throwaway databases from this one.
 export HUB_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: help install run test lint fmt migrate worker bench clean services
+.PHONY: help install run test lint fmt migrate worker bench clean services browser
 
 help: ## Show this list of targets
 	@echo "Usage: make <target>"
@@ -60,6 +60,9 @@ bench: $(STAMP) ## Run the benchmark (PostgreSQL + real hub processes; BENCH_ARG
 
 services: ## Make sure PostgreSQL and RabbitMQ (with STOMP) are up (.ci/services.sh)
 	bash .ci/services.sh
+
+browser: ## Install Debian's chromium for the console's browser tests (needs root; skipped if present)
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 
 clean: ## Stop the embedded PostgreSQL, remove .hub/ (its data!) and caches; keeps the virtualenvs
 	@pidfile=.hub/pgdata/postmaster.pid; \

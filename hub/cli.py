@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -198,6 +199,8 @@ def _print_welcome(settings: Settings, key: str) -> None:
         f"""
 hub is starting at {base}  (API docs: {base}/docs)
 
+Console: {base}/console  (sign in with the key below)
+
 A key for the store {DEV_STORE!r} (role admin; kept in {settings.data_dir}/dev-key):
 
     export HUB_KEY={key}
@@ -217,6 +220,19 @@ Create a webhook integration, publish an event, and look at its job:
 """,
         flush=True,
     )
+
+
+def _run_service(main: Coroutine[Any, Any, None]) -> None:
+    """Run a long-lived service (`serve`, `worker`, `dev`) on uvloop when it is installed (its
+    transports halve the event loop's cost per database round trip and HTTP request); the
+    standard loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a declared dependency; optional all the same
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as service:
+        service.run(main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -267,12 +283,12 @@ def _run(
         assert keyring is not None
         return asyncio.run(_rotate_secrets(url, keyring))
     if args.command == "worker":
-        asyncio.run(runner.work(settings, url))
+        _run_service(runner.work(settings, url))
         return 0
     if args.command == "dev":
         key = _dev(settings, url)
         _print_welcome(settings, key)
-        asyncio.run(
+        _run_service(
             runner.serve(
                 settings,
                 url,
@@ -283,7 +299,7 @@ def _run(
             )
         )
         return 0
-    asyncio.run(
+    _run_service(
         runner.serve(
             settings,
             url,

@@ -18,6 +18,7 @@ from hub.api.http import CATALOGUE, ENGINE, RATE_LIMITER, SETTINGS, json_respons
 from hub.api.openapi import openapi_routes
 from hub.api.ratelimit import RateLimiter
 from hub.api.routes import routes
+from hub.console.views import console_app
 from hub.errors import ApiError, ErrorItem, StorageUnavailable
 from hub.events import EventCatalogue, load_catalogue
 from hub.settings import Settings
@@ -164,4 +165,5 @@ def create_app(
     app.add_routes(ops)
     app.add_routes(openapi_routes)
     app.add_routes(routes)
+    app.add_subapp("/console", console_app())
     return app

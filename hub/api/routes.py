@@ -32,6 +32,7 @@ from hub.api.schemas import (
     integration_out,
     job_out,
     log_out,
+    published_event,
     replay_out,
     status_out,
     timestamp,
@@ -405,9 +406,7 @@ async def publish_events(request: web.Request) -> web.Response:
             max_event_bytes=settings.max_event_bytes,
         )
     base = _base(request)
-    rendered = [
-        event_out(base, r.event, jobs_total=r.jobs_total).model_dump(mode="json") for r in results
-    ]
+    rendered = [published_event(base, r.event, jobs_total=r.jobs_total) for r in results]
     status = 202 if any(r.created for r in results) else 200
     return json_response({"data": rendered if batch else rendered[0]}, status=status)
 

@@ -556,6 +556,21 @@ def replay_out(base: str, r: ReplayRecord) -> ReplayOut:
     )
 
 
+def published_event(base: str, r: EventRecord, *, jobs_total: int) -> dict[str, Any]:
+    """`event_out(base, r, jobs_total=…).model_dump(mode="json")`, built directly: the publish
+    answer is the API's hottest path (tests/unit/test_published_event.py holds the two equal)."""
+    return {
+        "id": str(r.id),
+        "type": "event",
+        "triggered_by": r.triggered_by,
+        "client_id": r.client_id,
+        "payload": r.payload,
+        "jobs": {"total": jobs_total},
+        "links": {"self": f"{base}/v2/events/{r.id}"},
+        "meta": {"timestamps": {"created_at": _ts(r.created_at)}},
+    }
+
+
 def event_out(
     base: str, r: EventRecord, *, jobs_total: int, jobs: list[JobRecord] | None = None
 ) -> EventOut:

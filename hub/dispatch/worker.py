@@ -4,8 +4,9 @@ One `Worker` per process, any number of processes per database. The loop:
 
 1. clear the wake-up flag, claim up to the free slots' worth of due jobs (one statement, a lease
    per job), start one task per job; a full batch means more may be due, so claim again;
-2. otherwise sleep until a NOTIFY from a publish transaction, a slot freeing up after the worker
-   was saturated, the next scheduled retry, or the polling interval, whichever comes first.
+2. otherwise sleep until a NOTIFY from a publish transaction, slots freeing up after the worker
+   was saturated (a quarter of them, or a few milliseconds after the first: claims stay
+   batches), the next scheduled retry, or the polling interval, whichever comes first.
 
 A claim that took some jobs is followed by another at once (capped integrations may have left
 jobs behind); one that took none although jobs are due (their integrations are at their limits)
@@ -74,6 +75,8 @@ BREAKER_TRIPS = Counter(
 PURGED = Counter("hub_purged_rows_total", "Rows deleted by retention, by table", ["table"])
 
 CLAIM_BATCH = 100
+#: Once saturated, the longest a freed slot waits for others before the worker claims again.
+REFILL_DELAY = 0.005
 RECORD_BATCH = 500
 INTERRUPTED = "The hub stopped before the attempt finished; it will be retried"
 #: While a purge pass still finds full batches, the next one comes this many times sooner.
@@ -117,6 +120,10 @@ class Worker:
         self._blocked = False
         self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._retry_slots = retry_slots(self._concurrency)
+        #: Free slots that make a saturated worker claim again at once (see `_done`).
+        self._refill = max(1, min(CLAIM_BATCH, self._concurrency // 4))
+        self._refill_timer: asyncio.TimerHandle | None = None
+        self._due_in: float | None = None
         self._retries: set[uuid.UUID] = set()
         self._rate_limits = RateLimits()
         self._unstarted: list[uuid.UUID] = []
@@ -183,7 +190,8 @@ class Worker:
                 continue  # more may be due, also behind integrations that hit their limits
             timeout = poll
             if not self._saturated:
-                due_in = await self._next_due_in()
+                # Asked in the claim's transaction when it took nothing (no second round trip).
+                due_in = self._due_in if claimed == 0 and wanted > 0 else await self._next_due_in()
                 if due_in is not None and due_in > 0:
                     timeout = min(poll, due_in)
                 elif due_in is not None:
@@ -216,7 +224,9 @@ class Worker:
                 held = [job.id for job in jobs if job.integration_tripped]
                 if held:
                     await queue.hold_claimed(conn, self.owner, held)
+                self._due_in = None if jobs else await queue.next_due_in(conn)
         except Exception as exc:
+            self._due_in = None
             if self._stopping.is_set():
                 return 0
             log.warning("claim_failed", error=str(exc) or type(exc).__name__)
@@ -237,8 +247,24 @@ class Worker:
         self._inflight.pop(job_id, None)
         self._retries.discard(job_id)
         IN_FLIGHT.dec()
-        if self._saturated or self._blocked:
+        if self._blocked:
             self._saturated = self._blocked = False
+            self._wake.set()
+        elif self._saturated:
+            # Claim in batches rather than one job per freed slot: wake at once when enough
+            # slots are free, else shortly (a slow delivery never holds the free slots idle).
+            if self._concurrency - len(self._inflight) >= self._refill:
+                self._saturated = False
+                self._wake.set()
+            elif self._refill_timer is None:
+                self._refill_timer = asyncio.get_running_loop().call_later(
+                    REFILL_DELAY, self._refill_now
+                )
+
+    def _refill_now(self) -> None:
+        self._refill_timer = None
+        if self._saturated:
+            self._saturated = False
             self._wake.set()
 
     async def _next_due_in(self) -> float | None:

@@ -28,7 +28,7 @@ from hub.api.schemas import EventIn
 from hub.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from hub.events import TEST_KEY, EventCatalogue, match_candidates, matches, validate_published
 from hub.store import queue, repository
-from hub.store.records import EventRecord, IntegrationRecord, JobRecord, Published
+from hub.store.records import EventRecord, JobRecord, Published
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +93,7 @@ def _never(payload: dict[str, Any]) -> bool:
     return False
 
 
-def payload_filter(target: IntegrationRecord) -> PayloadFilter:
+def payload_filter(target: repository.FanoutTarget) -> PayloadFilter:
     """Whether an event's payload passes the integration's conditions (none: every one does).
 
     Stored conditions were validated on the way in; one that no longer parses (a hand-edited

@@ -31,6 +31,7 @@ such an integration that come back from flight are held at claim time too.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,15 +39,18 @@ from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import (
+    DateTime,
     Integer,
+    Interval,
+    String,
     Table,
+    Text,
     all_,
     any_,
     bindparam,
     case,
     func,
     insert,
-    literal,
     literal_column,
     select,
     text,
@@ -99,25 +103,46 @@ async def enqueue(
         return []
     ids = [uuid7() for _ in new]
     await conn.execute(
-        insert(jobs),
-        [
-            {
-                "id": job_id,
-                "store_id": store_id,
-                "event_id": job.event_id,
-                "integration_id": job.integration_id,
-                "triggered_by": job.triggered_by,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for job_id, job in zip(ids, new, strict=True)
-        ],
+        _ENQUEUE,
+        {
+            "ids": ids,
+            "store_id": store_id,
+            "event_ids": [job.event_id for job in new],
+            "integration_ids": [job.integration_id for job in new],
+            "keys": [job.triggered_by for job in new],
+            "now": now,
+            "channel": CHANNEL,
+        },
     )
-    await notify(conn)
     return ids
+
+
+#: Insert the jobs from arrays (one statement text whatever their number) and NOTIFY, in one
+#: round trip: a data-modifying WITH runs whether or not the outer query reads it.
+_ENQUEUE = text(
+    """
+    WITH inserted AS (
+        INSERT INTO integration_jobs (
+            id, store_id, event_id, integration_id, triggered_by, status, attempts,
+            next_attempt_at, created_at, updated_at
+        )
+        SELECT j.id, :store_id, j.event_id, j.integration_id, j.triggered_by, 'pending', 0,
+               :now, :now, :now
+        FROM unnest(:ids, :event_ids, :integration_ids, :keys)
+             AS j(id, event_id, integration_id, triggered_by)
+        RETURNING 1
+    )
+    SELECT pg_notify(:channel, '')
+    """
+).bindparams(
+    bindparam("ids", type_=_UUIDS),
+    bindparam("store_id", type_=PG_UUID(as_uuid=True)),
+    bindparam("event_ids", type_=_UUIDS),
+    bindparam("integration_ids", type_=_UUIDS),
+    bindparam("keys", type_=ARRAY(Text)),
+    bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("channel", type_=String),
+)
 
 
 async def notify(conn: AsyncConnection) -> None:
@@ -172,7 +197,7 @@ async def claim(
     """
     if limit <= 0:
         return []
-    stmt = claim_statement(
+    params = _claim_params(
         owner=owner, limit=limit, lease=lease, retry_limit=retry_limit, excluded=excluded
     )
     return [
@@ -195,8 +220,26 @@ async def claim(
             rate_limit=row.rate_limit,
             integration_tripped=row.tripped,
         )
-        for row in await conn.execute(stmt)
+        for row in await conn.execute(_claim_template(), params)
     ]
+
+
+def _claim_params(
+    *,
+    owner: str,
+    limit: int,
+    lease: timedelta,
+    retry_limit: int | None,
+    excluded: Sequence[UUID],
+) -> dict[str, Any]:
+    retries = limit if retry_limit is None else max(0, min(retry_limit, limit))
+    return {
+        "owner": owner,
+        "limit": limit,
+        "retries": retries,
+        "lease": lease,
+        "excluded": list(excluded),
+    }
 
 
 def claim_statement(
@@ -207,8 +250,29 @@ def claim_statement(
     retry_limit: int | None = None,
     excluded: Sequence[UUID] = (),
 ) -> Any:
-    """The claim's one statement (see `claim`); apart so that a test can EXPLAIN it."""
-    retries = limit if retry_limit is None else max(0, min(retry_limit, limit))
+    """The claim's one statement (see `claim`) with its values bound; a test EXPLAINs it."""
+    return _build_claim(
+        _claim_params(
+            owner=owner, limit=limit, lease=lease, retry_limit=retry_limit, excluded=excluded
+        )
+    )
+
+
+@functools.cache
+def _claim_template() -> Any:
+    """The claim statement with bind parameters, built once: reused as is, its cache key is
+    memoised and its compiled form comes from SQLAlchemy's cache (no per-claim building)."""
+    return _build_claim(None)
+
+
+def _build_claim(values: dict[str, Any] | None) -> Any:
+    def param(name: str, type_: Any) -> Any:
+        if values is None:
+            return bindparam(name, type_=type_)
+        return bindparam(name, value=values[name], type_=type_)
+
+    limit = param("limit", Integer)
+    retries = param("retries", Integer)
     inflight = (
         select(jobs.c.integration_id, func.count().label("n"))
         .where(jobs.c.status == _DELIVERING)
@@ -221,9 +285,9 @@ def claim_statement(
         .where(inflight.c.n >= integrations.c.max_in_flight)
         .cte("at_capacity")
     )
-    excluded_ids = _ids("excluded", excluded)
+    excluded_ids = param("excluded", _UUIDS)
 
-    def lane(name: str, number: int, retry: bool, size: int) -> Any:
+    def lane(name: str, number: int, retry: bool, size: Any) -> Any:
         # A literal, not a parameter: it selects the lane's partial index.
         zero: ColumnClause[int] = literal_column("0")
         return (
@@ -251,7 +315,7 @@ def claim_statement(
         lane("retry_lane", 1, True, retries),
     )
     candidates = union_all(select(first_lane), select(retry_lane)).cte("candidates")
-    unlimited = literal(limit, Integer)
+    unlimited = limit
     room = func.least(
         func.coalesce(integrations.c.max_in_flight - func.coalesce(inflight.c.n, 0), unlimited),
         case(
@@ -293,8 +357,8 @@ def claim_statement(
         )
         .values(
             status="delivering",
-            lease_owner=owner,
-            lease_expires_at=func.now() + lease,
+            lease_owner=param("owner", String),
+            lease_expires_at=func.now() + param("lease", Interval),
             updated_at=func.now(),
         )
         .returning(

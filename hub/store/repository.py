@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Table, func, insert, null, select, update
+from sqlalchemy import Table, bindparam, func, insert, null, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from uuid_utils.compat import uuid7
@@ -402,19 +402,36 @@ async def rewrite_stored_secrets(conn: AsyncConnection, secrets: StoredSecrets) 
     )
 
 
+@dataclass(frozen=True, slots=True)
+class FanoutTarget:
+    """What publishing needs of an integration to decide whether it gets a job (no secrets)."""
+
+    id: UUID
+    observes: tuple[str, ...]
+    conditions: dict[str, Any] | None
+
+
+_FANOUT_TARGETS = select(
+    integrations.c.id, integrations.c.observes, integrations.c.conditions
+).where(
+    integrations.c.store_id == bindparam("store_id"),
+    integrations.c.enabled.is_(True),
+    _LIVE,
+    integrations.c.observes.overlap(bindparam("candidates", type_=integrations.c.observes.type)),
+)
+
+
 async def live_integrations_observing(
     conn: AsyncConnection, store_id: UUID, candidates: Sequence[str]
-) -> list[IntegrationRecord]:
-    """Enabled, live integrations of the store whose `observes` overlaps `candidates`."""
+) -> list[FanoutTarget]:
+    """Enabled, live integrations of the store whose `observes` overlaps `candidates`.
+
+    Only the columns fan-out needs: no configuration or secrets, so nothing is decrypted.
+    """
     rows = await conn.execute(
-        select(integrations).where(
-            integrations.c.store_id == store_id,
-            integrations.c.enabled.is_(True),
-            _LIVE,
-            integrations.c.observes.overlap(list(candidates)),
-        )
+        _FANOUT_TARGETS, {"store_id": store_id, "candidates": list(candidates)}
     )
-    return [_integration(r) for r in rows]
+    return [FanoutTarget(r.id, tuple(r.observes), r.conditions) for r in rows]
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -439,6 +456,15 @@ class NewEvent:
     payload: dict[str, Any]
 
 
+_INSERT_EVENTS = (
+    pg_insert(events)
+    .on_conflict_do_nothing(
+        index_elements=["store_id", "client_id"], index_where=events.c.client_id.isnot(None)
+    )
+    .returning(events.c.id)
+)
+
+
 async def insert_events(
     conn: AsyncConnection, store_id: UUID, new: Sequence[NewEvent], now: datetime
 ) -> set[UUID]:
@@ -448,27 +474,24 @@ async def insert_events(
     """
     if not new:
         return set()
-    stmt = (
-        pg_insert(events)
-        .values(
-            [
-                {
-                    "id": e.id,
-                    "store_id": store_id,
-                    "client_id": e.client_id,
-                    "triggered_by": e.triggered_by,
-                    "payload": e.payload,
-                    "created_at": now,
-                }
-                for e in new
-            ]
-        )
-        .on_conflict_do_nothing(
-            index_elements=["store_id", "client_id"], index_where=events.c.client_id.isnot(None)
-        )
-        .returning(events.c.id)
+    # One statement compiled once (cached) and sent as executemany: SQLAlchemy's
+    # "insertmanyvalues" batches the rows into multi-row INSERTs with RETURNING, without compiling a
+    # fresh statement for every batch size as `.values([...])` would.
+    rows = await conn.execute(
+        _INSERT_EVENTS,
+        [
+            {
+                "id": e.id,
+                "store_id": store_id,
+                "client_id": e.client_id,
+                "triggered_by": e.triggered_by,
+                "payload": e.payload,
+                "created_at": now,
+            }
+            for e in new
+        ],
     )
-    return {row.id for row in await conn.execute(stmt)}
+    return {row.id for row in rows}
 
 
 async def events_by_client_id(

@@ -1,0 +1,1 @@
+"""The operator console served at /console (see `hub.console.views`)."""

@@ -1,0 +1,612 @@
+"""The operator console: server-rendered pages over the same store and role rules as the API.
+
+Sign-in takes an API key, checked like the API's (`hub.auth`); the console then keeps a random
+session id in an HttpOnly, SameSite=Strict cookie and, in memory, what it stands for (the key's
+id and prefix, role and store: never the key). Every request re-checks that the key is still
+active, so revoking a key ends its console sessions. Every form carries the session's CSRF token;
+the sign-in form, which comes before any session, uses a double-submit cookie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp_sse import sse_response
+
+from hub.api.http import CATALOGUE, ENGINE, SETTINGS
+from hub.api.schemas import IntegrationUpdate, ReplayCreate, masked_configuration
+from hub.auth import Permission, Principal, key_matches, key_prefix
+from hub.console import queries
+from hub.errors import ApiError
+from hub.services import events as event_service
+from hub.services import integrations as integration_service
+from hub.services import replay as replay_service
+from hub.store import queue, repository
+from hub.store.models import JOB_STATUSES
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "hub_console"
+LOGIN_CSRF_COOKIE = "hub_console_login"
+SESSION_TTL = 12 * 3600.0
+"""Seconds a console session lasts after sign-in."""
+STREAM_POLL = 1.0
+"""Seconds between the log stream's looks at the logs table."""
+BODY_EXCERPT = 2000
+"""Characters of a response body the job page shows."""
+PAGE_SIZE = 50
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Session:
+    key_id: UUID
+    prefix: str
+    role: str
+    store_id: UUID
+    store_name: str
+    csrf: str
+    expires: float
+    flash: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def principal(self) -> Principal:
+        return Principal(self.key_id, self.role, self.store_id, self.store_name)
+
+    @property
+    def can_manage(self) -> bool:
+        return self.principal.can(Permission.WRITE)
+
+
+SESSIONS = web.AppKey("console_sessions", dict[str, Session])
+CURRENT = web.RequestKey("console_session", Session)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def _not_found() -> _Refused:
+    return _Refused(
+        404, "Not found", "There is no such page in this store. Go back to the integrations."
+    )
+
+
+# --- sessions and CSRF -------------------------------------------------------------------------
+
+
+def _cookie_options(request: web.Request) -> dict[str, Any]:
+    return {
+        "httponly": True,
+        "samesite": "Strict",
+        "secure": request.secure or request.config_dict[SETTINGS].base_url().startswith("https:"),
+        "path": "/console",
+    }
+
+
+async def _session(request: web.Request) -> Session | None:
+    """The signed-in session, if its key is still active."""
+    sid = request.cookies.get(SESSION_COOKIE)
+    sessions = request.app[SESSIONS]
+    found = sessions.get(sid) if sid else None
+    if found is None:
+        return None
+    if found.expires < time.monotonic():
+        sessions.pop(sid or "", None)
+        return None
+    async with request.config_dict[ENGINE].connect() as conn:
+        active = await repository.find_active_key(conn, found.prefix)
+    if active is None or active[0].id != found.key_id:
+        sessions.pop(sid or "", None)
+        return None
+    return found
+
+
+def _need(request: web.Request) -> Session:
+    if CURRENT not in request:
+        raise web.HTTPSeeOther("/console/login")
+    return request[CURRENT]
+
+
+async def _form(request: web.Request, session: Session) -> dict[str, str]:
+    """The posted form, once its CSRF token is checked."""
+    form = await request.post()
+    token = form.get("csrf")
+    if not isinstance(token, str) or not secrets.compare_digest(token, session.csrf):
+        raise _Refused(
+            403,
+            "Form expired",
+            "The form's security token is missing or stale. Reload the page and try again.",
+        )
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _manager(request: web.Request) -> Session:
+    session = _need(request)
+    if not session.can_manage:
+        raise _Refused(
+            403,
+            "Not allowed",
+            f"This key's role ({session.role}) can look but not act. "
+            "Sign in with a manage key to do this.",
+        )
+    return session
+
+
+def _flash(session: Session, kind: str, message: str) -> None:
+    session.flash.append((kind, message))
+
+
+@web.middleware
+async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Finds the session, and renders refusals and errors as pages rather than JSON."""
+    found = await _session(request)
+    if found is not None:
+        request[CURRENT] = found
+    try:
+        response = await handler(request)
+    except _Refused as exc:
+        response = _error_page(request, exc.status, exc.title, exc.detail)
+    except ApiError as exc:
+        item = _not_found() if exc.status == 404 else exc.items[0]
+        response = _error_page(request, exc.status, item.title, item.detail)
+    except web.HTTPNotFound:
+        exc404 = _not_found()
+        response = _error_page(request, 404, exc404.title, exc404.detail)
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    )
+    return response
+
+
+def _error_page(request: web.Request, status: int, title: str, detail: str) -> web.Response:
+    return aiohttp_jinja2.render_template(
+        "error.html",
+        request,
+        _context(request, title=title, detail=detail, status=status),
+        status=status,
+    )
+
+
+def _context(request: web.Request, **values: Any) -> dict[str, Any]:
+    session: Session | None = request.get(CURRENT)
+    flash: list[tuple[str, str]] = []
+    if session is not None:
+        flash, session.flash = session.flash, []
+    return {"session": session, "flash": flash, "path": request.path} | values
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _uuid(request: web.Request, name: str) -> UUID:
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise _not_found() from None
+
+
+def _iso(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _when(raw: str | None, name: str) -> datetime | None:
+    """A `datetime-local` field or an RFC 3339 instant; local values are taken as UTC."""
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise _Refused(
+            400, "Bad filter", f"{name} must be a date and time such as 2026-11-22T10:00"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _stream_row(row: queries.StreamRow) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "integration_id": str(row.integration_id),
+        "integration_name": row.integration_name,
+        "job_id": str(row.job_id),
+        "attempt": row.attempt,
+        "succeeded": row.succeeded,
+        "processing_time": round(row.processing_time, 3),
+        "status_code": row.status_code,
+        "error_detail": row.error_detail,
+        "created_at": _iso(row.created_at),
+    }
+
+
+# --- pages -------------------------------------------------------------------------------------
+
+routes = web.RouteTableDef()
+
+
+@routes.get("")
+@routes.get("/")
+async def home(request: web.Request) -> web.Response:
+    target = "/console/integrations" if CURRENT in request else "/console/login"
+    raise web.HTTPSeeOther(target)
+
+
+@routes.get("/login")
+async def login_page(request: web.Request) -> web.Response:
+    return _login_response(request, error=None, status=200)
+
+
+def _login_response(request: web.Request, *, error: str | None, status: int) -> web.Response:
+    token = secrets.token_urlsafe(24)
+    response = aiohttp_jinja2.render_template(
+        "login.html", request, _context(request, error=error, csrf=token), status=status
+    )
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, **_cookie_options(request))
+    return response
+
+
+@routes.post("/login")
+async def login(request: web.Request) -> web.Response:
+    form = await request.post()
+    token, cookie = form.get("csrf"), request.cookies.get(LOGIN_CSRF_COOKIE)
+    if not isinstance(token, str) or not cookie or not secrets.compare_digest(token, cookie):
+        return _login_response(
+            request, error="The sign-in form expired; please try again.", status=403
+        )
+    raw = form.get("key")
+    key = raw.strip() if isinstance(raw, str) else ""
+    prefix = key_prefix(key)
+    found = None
+    if prefix is not None:
+        async with request.config_dict[ENGINE].connect() as conn:
+            found = await repository.find_active_key(conn, prefix)
+    if found is None or not key_matches(key, found[1]):
+        return _login_response(
+            request,
+            error="That key is not valid. Paste a whole, active API key (hub_…); "
+            "`hub keys create` makes one.",
+            status=401,
+        )
+    record = found[0]
+    if not Principal(record.id, record.role, record.store_id, record.store_name).can(
+        Permission.READ
+    ):
+        return _login_response(
+            request,
+            error=f"A {record.role} key cannot read integrations; sign in with a view or "
+            "manage key.",
+            status=403,
+        )
+    sid = secrets.token_urlsafe(32)
+    sessions = request.app[SESSIONS]
+    now = time.monotonic()
+    for stale in [k for k, v in sessions.items() if v.expires < now]:
+        del sessions[stale]
+    sessions[sid] = Session(
+        key_id=record.id,
+        prefix=record.prefix,
+        role=record.role,
+        store_id=record.store_id,
+        store_name=record.store_name,
+        csrf=secrets.token_urlsafe(32),
+        expires=now + SESSION_TTL,
+    )
+    response = web.HTTPSeeOther("/console/integrations")
+    response.set_cookie(SESSION_COOKIE, sid, max_age=int(SESSION_TTL), **_cookie_options(request))
+    response.del_cookie(LOGIN_CSRF_COOKIE, path="/console")
+    raise response
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.Response:
+    session = _need(request)
+    await _form(request, session)
+    sid = request.cookies.get(SESSION_COOKIE, "")
+    request.app[SESSIONS].pop(sid, None)
+    response = web.HTTPSeeOther("/console/login")
+    response.del_cookie(SESSION_COOKIE, path="/console")
+    raise response
+
+
+@routes.get("/integrations")
+async def integrations_page(request: web.Request) -> web.Response:
+    session = _need(request)
+    kind = request.query.get("type") or None
+    enabled_raw = request.query.get("enabled") or ""
+    enabled = {"true": True, "false": False}.get(enabled_raw)
+    flt = repository.IntegrationFilter(enabled=enabled, integration_type=kind)
+    async with request.config_dict[ENGINE].connect() as conn:
+        page = await repository.list_integrations(conn, session.store_id, flt, limit=100, offset=0)
+        rows = [
+            await repository.integration_status(
+                conn, record, window=integration_service.STATUS_WINDOW
+            )
+            for record in page.items
+        ]
+    filtered = kind is not None or enabled is not None
+    return aiohttp_jinja2.render_template(
+        "integrations.html",
+        request,
+        _context(
+            request,
+            rows=rows,
+            total=page.total,
+            kind=kind or "",
+            enabled=enabled_raw,
+            filtered=filtered,
+            types=("webhook", "sqs", "stomp"),
+        ),
+    )
+
+
+async def _integration_context(
+    request: web.Request, session: Session, integration_id: UUID
+) -> dict[str, Any]:
+    q = request.query
+    status = q.get("status") or ""
+    if status and status not in JOB_STATUSES:
+        raise _Refused(400, "Bad filter", f"status must be one of {', '.join(JOB_STATUSES)}")
+    event_key = (q.get("event") or "").strip()
+    since, until = _when(q.get("since"), "From"), _when(q.get("until"), "To")
+    flt = repository.JobFilter(
+        status=(status,) if status else None,
+        triggered_by=(event_key,) if event_key else None,
+        created_gte=since,
+        created_lte=until,
+    )
+    logs_ok = q.get("logs") or ""
+    log_flt = repository.LogFilter(
+        integration_id=integration_id, succeeded={"ok": True, "failed": False}.get(logs_ok)
+    )
+    async with request.config_dict[ENGINE].connect() as conn:
+        record = await integration_service.status(conn, session.store_id, integration_id)
+        jobs = await repository.list_jobs(
+            conn, session.store_id, integration_id, flt, limit=PAGE_SIZE, offset=0
+        )
+        logs = await repository.list_logs(
+            conn, session.store_id, log_flt, limit=PAGE_SIZE, offset=0
+        )
+    integration = record.integration
+    return _context(
+        request,
+        status=record,
+        integration=integration,
+        configuration=json.dumps(
+            masked_configuration(integration.integration_type, integration.configuration),
+            indent=2,
+            sort_keys=True,
+        ),
+        conditions=json.dumps(integration.conditions, indent=2) if integration.conditions else None,
+        jobs=jobs,
+        logs=logs,
+        statuses=JOB_STATUSES,
+        f_status=status,
+        f_event=event_key,
+        f_since=q.get("since") or "",
+        f_until=q.get("until") or "",
+        f_logs=logs_ok,
+        filtered=bool(status or event_key or since or until),
+        secret=None,
+    )
+
+
+@routes.get("/integrations/{id}")
+async def integration_page(request: web.Request) -> web.Response:
+    session = _need(request)
+    context = await _integration_context(request, session, _uuid(request, "id"))
+    return aiohttp_jinja2.render_template("integration.html", request, context)
+
+
+@routes.post("/integrations/{id}/secret")
+async def reveal_secret(request: web.Request) -> web.Response:
+    session = _manager(request)
+    await _form(request, session)
+    integration_id = _uuid(request, "id")
+    context = await _integration_context(request, session, integration_id)
+    async with request.config_dict[ENGINE].connect() as conn:
+        found = await repository.get_signing_secrets(conn, session.store_id, integration_id)
+    if found is None:
+        raise _not_found()
+    context["secret"] = found.current
+    return aiohttp_jinja2.render_template("integration.html", request, context)
+
+
+@routes.post("/integrations/{id}/enabled")
+async def set_enabled(request: web.Request) -> web.Response:
+    session = _manager(request)
+    form = await _form(request, session)
+    integration_id = _uuid(request, "id")
+    enabled = form.get("enabled") == "true"
+    data = IntegrationUpdate.model_validate({"type": "integration", "enabled": enabled})
+    async with request.config_dict[ENGINE].begin() as conn:
+        await integration_service.update(
+            conn, request.config_dict[CATALOGUE], session.store_id, integration_id, data
+        )
+    _flash(
+        session,
+        "ok",
+        "Enabled: new events will be delivered."
+        if enabled
+        else "Disabled: its pending jobs were cancelled and new events are not delivered.",
+    )
+    raise web.HTTPSeeOther(f"/console/integrations/{integration_id}")
+
+
+@routes.post("/integrations/{id}/test")
+async def test_send(request: web.Request) -> web.Response:
+    session = _manager(request)
+    await _form(request, session)
+    integration_id = _uuid(request, "id")
+    async with request.config_dict[ENGINE].begin() as conn:
+        job = await event_service.send_test(conn, session.store_id, integration_id)
+    _flash(session, "ok", "A test event was queued; its job is below and updates as it runs.")
+    raise web.HTTPSeeOther(f"/console/integrations/{integration_id}/jobs/{job.id}")
+
+
+@routes.post("/integrations/{id}/replay")
+async def replay(request: web.Request) -> web.Response:
+    session = _manager(request)
+    form = await _form(request, session)
+    integration_id = _uuid(request, "id")
+    since = _when(form.get("since"), "Since")
+    if since is None:
+        raise _Refused(400, "Missing time", "Say since when failed jobs should be replayed.")
+    data = ReplayCreate.model_validate({"type": "integration-replay", "since": since})
+    async with request.config_dict[ENGINE].begin() as conn:
+        record = await replay_service.start(conn, session.store_id, integration_id, data)
+    _flash(
+        session,
+        "ok",
+        f"Replay queued: {record.total} failed job(s) since {_iso(since)} will be sent again.",
+    )
+    raise web.HTTPSeeOther(f"/console/integrations/{integration_id}")
+
+
+@routes.get("/integrations/{id}/jobs/{job_id}")
+async def job_page(request: web.Request) -> web.Response:
+    session = _need(request)
+    integration_id, job_id = _uuid(request, "id"), _uuid(request, "job_id")
+    async with request.config_dict[ENGINE].connect() as conn:
+        integration = await repository.get_integration(conn, session.store_id, integration_id)
+        job = await repository.get_job(conn, session.store_id, integration_id, job_id)
+        if integration is None or job is None:
+            raise _not_found()
+        event = await repository.get_event(conn, session.store_id, job.event_id)
+        logs = await repository.list_logs(
+            conn,
+            session.store_id,
+            repository.LogFilter(integration_id=integration_id, job_id=job_id),
+            limit=200,
+            offset=0,
+        )
+    attempts = sorted(logs.items, key=lambda log: log.attempt)
+    return aiohttp_jinja2.render_template(
+        "job.html",
+        request,
+        _context(
+            request,
+            integration=integration,
+            job=job,
+            event=event,
+            payload=json.dumps(event.payload, indent=2, ensure_ascii=False) if event else None,
+            attempts=attempts,
+            excerpt=BODY_EXCERPT,
+            retryable=job.status in ("failed", "cancelled"),
+        ),
+    )
+
+
+@routes.post("/integrations/{id}/jobs/{job_id}/retry")
+async def retry(request: web.Request) -> web.Response:
+    session = _manager(request)
+    await _form(request, session)
+    integration_id, job_id = _uuid(request, "id"), _uuid(request, "job_id")
+    async with request.config_dict[ENGINE].begin() as conn:
+        integration = await repository.get_integration(conn, session.store_id, integration_id)
+        job = await repository.get_job(conn, session.store_id, integration_id, job_id)
+        if integration is None or job is None:
+            raise _not_found()
+        if job.status not in ("failed", "cancelled"):
+            raise _Refused(
+                409,
+                "Cannot retry",
+                f"Only a failed or cancelled job can be retried; this one is {job.status}.",
+            )
+        if not integration.enabled:
+            raise _Refused(
+                409,
+                "Cannot retry",
+                "The integration is disabled; enable it before retrying its jobs.",
+            )
+        new = await queue.retry_job(conn, job)
+    _flash(session, "ok", "Retry queued as a new job; this page follows it.")
+    raise web.HTTPSeeOther(f"/console/integrations/{integration_id}/jobs/{new.id}")
+
+
+@routes.get("/logs")
+async def logs_page(request: web.Request) -> web.Response:
+    session = _need(request)
+    async with request.config_dict[ENGINE].connect() as conn:
+        rows = await queries.stream_rows(conn, session.store_id, after=None, limit=PAGE_SIZE)
+    return aiohttp_jinja2.render_template(
+        "logs.html",
+        request,
+        _context(
+            request,
+            rows=[_stream_row(r) for r in rows],
+            after=f"{_iso(rows[0].created_at)}|{rows[0].id}" if rows else "",
+        ),
+    )
+
+
+def _cursor(raw: str | None) -> tuple[datetime, UUID] | None:
+    if not raw or "|" not in raw:
+        return None
+    at, _, last_id = raw.partition("|")
+    try:
+        return datetime.fromisoformat(at), UUID(last_id)
+    except ValueError:
+        return None
+
+
+@routes.get("/logs/stream")
+async def logs_stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: one `log` event per new attempt, checked every STREAM_POLL seconds."""
+    session = _need(request)
+    after = _cursor(request.query.get("after"))
+    engine = request.config_dict[ENGINE]
+    if after is None:
+        async with engine.connect() as conn:
+            newest = await queries.stream_rows(conn, session.store_id, after=None, limit=1)
+        after = (newest[0].created_at, newest[0].id) if newest else (datetime.now(UTC), UUID(int=0))
+    async with sse_response(request) as stream:
+        while stream.is_connected():
+            async with engine.connect() as conn:
+                rows = await queries.stream_rows(conn, session.store_id, after=after, limit=100)
+            for row in rows:
+                await stream.send(json.dumps(_stream_row(row)), event="log", id=str(row.id))
+                after = (row.created_at, row.id)
+            await asyncio.sleep(STREAM_POLL)
+    return stream
+
+
+# --- the app -----------------------------------------------------------------------------------
+
+
+def console_app() -> web.Application:
+    """The console as a sub-application, mounted by `hub.api.app.create_app` at /console."""
+    app = web.Application(middlewares=[console_middleware])
+    app[SESSIONS] = {}
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+        undefined=jinja2.StrictUndefined,
+    )
+    env.globals["iso"] = _iso
+    app.add_routes(routes)
+    app.router.add_static("/static", HERE / "static", name="static")
+    app.router.add_get("/{tail:.*}", _unknown_page)
+    return app
+
+
+async def _unknown_page(request: web.Request) -> web.Response:
+    raise _not_found()
