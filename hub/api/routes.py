@@ -38,14 +38,15 @@ from hub.api.schemas import (
     timestamp,
 )
 from hub.auth import Permission
-from hub.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from hub.errors import BadRequest, NotFound, ValidationFailed
 from hub.events import is_valid_key, match_candidates, validate_observed
 from hub.services import events as event_service
 from hub.services import integrations as integration_service
+from hub.services import jobs as job_service
 from hub.services import replay as replay_service
 from hub.services.validation import problems
 from hub.ssrf import SsrfGuard
-from hub.store import queue, repository
+from hub.store import repository
 from hub.store.models import JOB_STATUSES
 
 routes = web.RouteTableDef()
@@ -335,17 +336,7 @@ async def retry_job(request: web.Request) -> web.Response:
     principal = await authorize(request, Permission.WRITE)
     integration_id, job_id = path_uuid(request, "id"), path_uuid(request, "job_id")
     async with request.app[ENGINE].begin() as conn:
-        integration = await repository.get_integration(conn, principal.store_id, integration_id)
-        job = await repository.get_job(conn, principal.store_id, integration_id, job_id)
-        if integration is None or job is None:
-            raise NotFound()
-        if job.status not in ("failed", "cancelled"):
-            raise Conflict(
-                f"Only a failed or cancelled job can be retried; this one is {job.status}"
-            )
-        if not integration.enabled:
-            raise Conflict("The integration is disabled; enable it before retrying its jobs")
-        new = await queue.retry_job(conn, job)
+        new = await job_service.retry(conn, principal.store_id, integration_id, job_id)
     return model_response(job_out(_base(request), new), status=202)
 
 

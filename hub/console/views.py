@@ -32,8 +32,9 @@ from hub.console import queries
 from hub.errors import ApiError
 from hub.services import events as event_service
 from hub.services import integrations as integration_service
+from hub.services import jobs as job_service
 from hub.services import replay as replay_service
-from hub.store import queue, repository
+from hub.store import repository
 from hub.store.models import JOB_STATUSES
 
 HERE = Path(__file__).parent
@@ -509,7 +510,7 @@ async def job_page(request: web.Request) -> web.Response:
             payload=json.dumps(event.payload, indent=2, ensure_ascii=False) if event else None,
             attempts=attempts,
             excerpt=BODY_EXCERPT,
-            retryable=job.status in ("failed", "cancelled"),
+            retryable=job.status in job_service.RETRYABLE,
         ),
     )
 
@@ -520,23 +521,7 @@ async def retry(request: web.Request) -> web.Response:
     await _form(request, session)
     integration_id, job_id = _uuid(request, "id"), _uuid(request, "job_id")
     async with request.config_dict[ENGINE].begin() as conn:
-        integration = await repository.get_integration(conn, session.store_id, integration_id)
-        job = await repository.get_job(conn, session.store_id, integration_id, job_id)
-        if integration is None or job is None:
-            raise _not_found()
-        if job.status not in ("failed", "cancelled"):
-            raise _Refused(
-                409,
-                "Cannot retry",
-                f"Only a failed or cancelled job can be retried; this one is {job.status}.",
-            )
-        if not integration.enabled:
-            raise _Refused(
-                409,
-                "Cannot retry",
-                "The integration is disabled; enable it before retrying its jobs.",
-            )
-        new = await queue.retry_job(conn, job)
+        new = await job_service.retry(conn, session.store_id, integration_id, job_id)
     _flash(session, "ok", "Retry queued as a new job; this page follows it.")
     raise web.HTTPSeeOther(f"/console/integrations/{integration_id}/jobs/{new.id}")
 
