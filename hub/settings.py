@@ -108,23 +108,13 @@ class Settings(BaseSettings):
             return parse_schedule(value)
         return value
 
-    @field_validator("breaker_after", mode="before")
+    @field_validator("breaker_after", "signing_secret_grace", mode="before")
     @classmethod
     def _parse_duration(cls, value: object) -> object:
         if isinstance(value, str):
             parsed = parse_schedule(value)
             if len(parsed) != 1:
-                raise ValueError("give one duration, e.g. 5d, 12h or 90s")
-            return parsed[0]
-        return value
-
-    @field_validator("signing_secret_grace", mode="before")
-    @classmethod
-    def _parse_grace(cls, value: object) -> object:
-        if isinstance(value, str):
-            parsed = parse_schedule(value)
-            if len(parsed) != 1:
-                raise ValueError("give one duration, e.g. 24h, 30m or 0s")
+                raise ValueError("give one duration, e.g. 5d, 24h, 30m or 0s")
             return parsed[0]
         return value
 

@@ -28,12 +28,12 @@ from tests.integration.stomp_helpers import (
     closed_port,
     drop_stomp_connections_of,
     make_delivery,
-    self_signed_certificate,
     stomp_config,
     stomp_connections_of,
     subscribed,
     unique,
 )
+from tests.tls import self_signed_certificate
 
 SOURCE = "http://hub.test"
 

@@ -6,16 +6,13 @@ import asyncio
 import base64
 import json
 import os
-import shutil
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -29,6 +26,7 @@ from deliverers.base import BODY_LIMIT, Delivery, DeliveryResult, Target
 from deliverers.config import WebhookConfig
 from deliverers.webhook import NON_2XX_DETAIL, WebhookDeliverer, parse_retry_after
 from hub.ssrf import LOOPBACK
+from tests.tls import self_signed_certificate
 
 PAYLOAD: dict[str, Any] = {
     "data": {"type": "order", "id": "1d67160d-0000-4000-8000-000000000001", "status": "paid"},
@@ -187,34 +185,7 @@ async def endpoint() -> AsyncIterator[Endpoint]:
 @pytest.fixture(scope="session")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
     """A server TLS context with a self-signed certificate for 127.0.0.1."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command")
-    directory: Path = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("tls"))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context
