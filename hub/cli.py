@@ -25,7 +25,7 @@ from hub.logconfig import configure_logging
 from hub.settings import Settings
 from hub.ssrf import LOOPBACK
 from hub.store import repository
-from hub.store.engine import create_engine, database_url, migrate, migrate_url
+from hub.store.engine import create_engine, database_url, driver_of, migrate, migrate_url
 from hub.store.models import ROLES
 
 DEV_STORE = "default"
@@ -168,7 +168,11 @@ async def _dev_key(url: str, existing: str | None) -> str:
         async with engine.begin() as conn:
             if existing:
                 prefix = key_prefix(existing)
-                found = await repository.find_active_key(conn, prefix) if prefix else None
+                found = (
+                    await repository.find_active_key(await driver_of(conn), prefix)
+                    if prefix
+                    else None
+                )
                 if found is not None and key_matches(existing, found[1]):
                     return existing
             store = await repository.ensure_store(conn, DEV_STORE)

@@ -27,6 +27,7 @@ from hub.events import EventCatalogue
 from hub.services.validation import problems
 from hub.settings import Settings
 from hub.store import repository
+from hub.store.engine import driver
 from hub.store.records import Page
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -106,27 +107,28 @@ async def authorize(request: web.Request, permission: Permission) -> Principal:
     prefix = key_prefix(token) if scheme.lower() == "bearer" else None
     if prefix is None:
         raise Unauthorized()
-    async with request.app[ENGINE].connect() as conn:
-        # Single reads: autocommit spares the BEGIN and ROLLBACK round trips of every request.
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        found = await repository.find_active_key(conn, prefix)
-        if found is None or not key_matches(token, found[1]):
-            raise Unauthorized()
-        key = found[0]
-        wait = request.app[RATE_LIMITER].take(key.id)
-        if wait is not None:
-            raise TooManyRequests(wait)
-        principal = Principal(key.id, key.role, key.store_id, key.store_name)
-        if not principal.can(permission):
-            raise Forbidden(f"This key's role ({key.role}) does not allow this action")
-        wanted = request.headers.get("X-Hub-Store")
-        if wanted and wanted != key.store_name:
-            if not principal.can(Permission.ANY_STORE):
-                raise Forbidden("Only admin keys may act on another store (X-Hub-Store)")
+    # One prepared statement in autocommit on the driver connection: no BEGIN or ROLLBACK round
+    # trips, and none of SQLAlchemy's per-statement work, on every request.
+    async with driver(request.app[ENGINE]) as db:
+        found = await repository.find_active_key(db, prefix)
+    if found is None or not key_matches(token, found[1]):
+        raise Unauthorized()
+    key = found[0]
+    wait = request.app[RATE_LIMITER].take(key.id)
+    if wait is not None:
+        raise TooManyRequests(wait)
+    principal = Principal(key.id, key.role, key.store_id, key.store_name)
+    if not principal.can(permission):
+        raise Forbidden(f"This key's role ({key.role}) does not allow this action")
+    wanted = request.headers.get("X-Hub-Store")
+    if wanted and wanted != key.store_name:
+        if not principal.can(Permission.ANY_STORE):
+            raise Forbidden("Only admin keys may act on another store (X-Hub-Store)")
+        async with request.app[ENGINE].connect() as conn:
             store = await repository.get_store_by_name(conn, wanted)
-            if store is None:
-                raise NotFound(f"There is no store named {wanted!r}")
-            principal = Principal(key.id, key.role, store.id, store.name)
+        if store is None:
+            raise NotFound(f"There is no store named {wanted!r}")
+        principal = Principal(key.id, key.role, store.id, store.name)
     return principal
 
 

@@ -386,7 +386,9 @@ async def publish_events(request: web.Request) -> web.Response:
             source="Idempotency-Key",
         )
     settings = request.app[SETTINGS]
-    async with request.app[ENGINE].begin() as conn:
+    # Not `begin()`: the event and its jobs are written by one statement, atomic on its own, in
+    # autocommit on the driver connection (see `event_service.publish`).
+    async with request.app[ENGINE].connect() as conn:
         results = await event_service.publish(
             conn,
             request.app[CATALOGUE],

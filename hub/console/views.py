@@ -35,6 +35,7 @@ from hub.services import integrations as integration_service
 from hub.services import jobs as job_service
 from hub.services import replay as replay_service
 from hub.store import repository
+from hub.store.engine import driver
 from hub.store.models import JOB_STATUSES
 
 HERE = Path(__file__).parent
@@ -109,8 +110,8 @@ async def _session(request: web.Request) -> Session | None:
     if found.expires < time.monotonic():
         sessions.pop(sid or "", None)
         return None
-    async with request.config_dict[ENGINE].connect() as conn:
-        active = await repository.find_active_key(conn, found.prefix)
+    async with driver(request.config_dict[ENGINE]) as db:
+        active = await repository.find_active_key(db, found.prefix)
     if active is None or active[0].id != found.key_id:
         sessions.pop(sid or "", None)
         return None
@@ -277,8 +278,8 @@ async def login(request: web.Request) -> web.Response:
     prefix = key_prefix(key)
     found = None
     if prefix is not None:
-        async with request.config_dict[ENGINE].connect() as conn:
-            found = await repository.find_active_key(conn, prefix)
+        async with driver(request.config_dict[ENGINE]) as db:
+            found = await repository.find_active_key(db, prefix)
     if found is None or not key_matches(key, found[1]):
         return _login_response(
             request,

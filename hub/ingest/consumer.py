@@ -71,6 +71,7 @@ from hub.ingest.messages import (
 from hub.services import events as event_service
 from hub.settings import Settings
 from hub.store import repository
+from hub.store.engine import driver_of
 from hub.store.records import Published
 
 log = structlog.get_logger(__name__)
@@ -364,7 +365,9 @@ class AmqpIngest:
         """The store the message publishes to, authorised by its key or the queue's binding."""
         if message.key is not None:
             prefix = key_prefix(message.key)
-            found = await repository.find_active_key(conn, prefix) if prefix else None
+            found = (
+                await repository.find_active_key(await driver_of(conn), prefix) if prefix else None
+            )
             if found is None or not key_matches(message.key, found[1]):
                 raise MessageRejected(f"the {KEY_HEADER} header is not a valid API key")
             key = found[0]

@@ -28,6 +28,7 @@ from hub.api.schemas import EventIn
 from hub.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from hub.events import TEST_KEY, EventCatalogue, match_candidates, matches, validate_published
 from hub.store import queue, repository
+from hub.store.engine import driver_of
 from hub.store.records import EventRecord, JobRecord, Published
 
 log = structlog.get_logger(__name__)
@@ -66,20 +67,24 @@ def _client_ids(
 
 def _check(
     items: Sequence[EventIn], batch: bool, catalogue: EventCatalogue, max_bytes: int
-) -> None:
+) -> list[str]:
+    """Validate keys and payload sizes; return each payload as JSON text (as it is stored)."""
     found: list[tuple[str, str | None]] = []
+    texts: list[str] = []
     for index, item in enumerate(items):
         reason = validate_published(item.triggered_by, catalogue)
         if reason is not None:
             found.append((reason, _field(batch, index, "triggered_by")))
-        size = len(orjson.dumps(item.payload))
-        if size > max_bytes:
+        encoded = orjson.dumps(item.payload)
+        if len(encoded) > max_bytes:
             raise PayloadTooLarge(
-                f"the event payload is {size} bytes; the limit is {max_bytes}",
+                f"the event payload is {len(encoded)} bytes; the limit is {max_bytes}",
                 source=_field(batch, index, "payload"),
             )
+        texts.append(encoded.decode())
     if found:
         raise ValidationFailed(found)
+    return texts
 
 
 PayloadFilter = Callable[[dict[str, Any]], bool]
@@ -118,34 +123,40 @@ async def publish(
     idempotency_key: str | None,
     max_event_bytes: int,
 ) -> list[Published]:
-    """Store the events and their jobs (in the caller's transaction); results in input order."""
-    _check(items, batch, catalogue, max_event_bytes)
+    """Store the events and their jobs; results in input order.
+
+    The integrations are read first, then the events and the jobs of those not seen before are
+    written by one statement (`queue.insert_published`), atomic on its own: two round trips on
+    the driver connection, inside the caller's transaction if it has begun one.
+    """
+    texts = _check(items, batch, catalogue, max_event_bytes)
     client_ids = _client_ids(items, batch, idempotency_key)
     now = datetime.now(UTC)
     new = [
         repository.NewEvent(
-            id=uuid7(), client_id=client_id, triggered_by=item.triggered_by, payload=item.payload
+            id=uuid7(),
+            client_id=client_id,
+            triggered_by=item.triggered_by,
+            payload=item.payload,
+            payload_json=text,
         )
-        for item, client_id in zip(items, client_ids, strict=True)
+        for item, client_id, text in zip(items, client_ids, texts, strict=True)
     ]
-    inserted = await repository.insert_events(conn, store_id, new, now)
-    fresh = [e for e in new if e.id in inserted]
-
+    db = await driver_of(conn)
+    candidates = sorted({c for e in new for c in match_candidates(e.triggered_by)})
+    targets = await repository.live_integrations_observing(db, store_id, candidates)
+    filters = {t.id: payload_filter(t) for t in targets}
     jobs_total: dict[UUID, int] = {}
-    if fresh:
-        candidates = sorted({c for e in fresh for c in match_candidates(e.triggered_by)})
-        targets = await repository.live_integrations_observing(conn, store_id, candidates)
-        filters = {t.id: payload_filter(t) for t in targets}
-        new_jobs = []
-        for event in fresh:
-            matched = [
-                t
-                for t in targets
-                if matches(t.observes, event.triggered_by) and filters[t.id](event.payload)
-            ]
-            jobs_total[event.id] = len(matched)
-            new_jobs += [queue.NewJob(t.id, event.id, event.triggered_by) for t in matched]
-        await queue.enqueue(conn, store_id, new_jobs, now)
+    new_jobs = []
+    for event in new:
+        matched = [
+            t
+            for t in targets
+            if matches(t.observes, event.triggered_by) and filters[t.id](event.payload)
+        ]
+        jobs_total[event.id] = len(matched)
+        new_jobs += [queue.NewJob(t.id, event.id, event.triggered_by) for t in matched]
+    inserted = await queue.insert_published(db, store_id, new, new_jobs, now)
 
     repeated = [e.client_id for e in new if e.id not in inserted and e.client_id is not None]
     existing = await repository.events_by_client_id(conn, store_id, repeated)
@@ -197,13 +208,21 @@ async def send_test(conn: AsyncConnection, store_id: UUID, integration_id: UUID)
             "message": TEST_MESSAGE,
         }
     }
-    event = repository.NewEvent(id=event_id, client_id=None, triggered_by=TEST_KEY, payload=payload)
-    await repository.insert_events(conn, store_id, [event], now)
-    [job_id] = await queue.enqueue(
-        conn, store_id, [queue.NewJob(integration_id, event_id, TEST_KEY)], now
+    event = repository.NewEvent(
+        id=event_id,
+        client_id=None,
+        triggered_by=TEST_KEY,
+        payload=payload,
+        payload_json=orjson.dumps(payload).decode(),
     )
-    job = await repository.get_job(conn, store_id, integration_id, job_id)
-    assert job is not None
+    await queue.insert_published(
+        await driver_of(conn),
+        store_id,
+        [event],
+        [queue.NewJob(integration_id, event_id, TEST_KEY)],
+        now,
+    )
+    [job] = await repository.jobs_of_event(conn, event_id, limit=1)
     return job
 
 

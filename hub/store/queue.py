@@ -38,13 +38,12 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import (
-    DateTime,
     Integer,
     Interval,
     String,
     Table,
-    Text,
     all_,
     any_,
     bindparam,
@@ -66,7 +65,7 @@ from uuid_utils.compat import uuid7
 from hub.store import breaker
 from hub.store.models import Integration, IntegrationJob, IntegrationLog
 from hub.store.records import JobRecord
-from hub.store.repository import events, job_record
+from hub.store.repository import NewEvent, events, job_record
 
 jobs = cast(Table, IntegrationJob.__table__)
 logs = cast(Table, IntegrationLog.__table__)
@@ -95,54 +94,81 @@ class NewJob:
     triggered_by: str
 
 
-async def enqueue(
-    conn: AsyncConnection, store_id: UUID, new: Sequence[NewJob], now: datetime
-) -> list[UUID]:
-    """Insert pending jobs, due now, and notify the workers (delivered at commit)."""
-    if not new:
-        return []
-    ids = [uuid7() for _ in new]
-    await conn.execute(
-        _ENQUEUE,
-        {
-            "ids": ids,
-            "store_id": store_id,
-            "event_ids": [job.event_id for job in new],
-            "integration_ids": [job.integration_id for job in new],
-            "keys": [job.triggered_by for job in new],
-            "now": now,
-            "channel": CHANNEL,
-        },
-    )
-    return ids
+async def insert_published(
+    db: asyncpg.Connection,
+    store_id: UUID,
+    new_events: Sequence[NewEvent],
+    new_jobs: Sequence[NewJob],
+    now: datetime,
+) -> set[UUID]:
+    """Insert events and their pending jobs (due now) in one statement, and wake the workers.
 
-
-#: Insert the jobs from arrays (one statement text whatever their number) and NOTIFY, in one
-#: round trip: a data-modifying WITH runs whether or not the outer query reads it.
-_ENQUEUE = text(
+    An event whose client id the store has already used is skipped, and so are its jobs: the ids
+    actually inserted are returned. One statement is atomic on its own, so no transaction is
+    needed around it (it joins the caller's if there is one).
     """
+    if not new_events:
+        return set()
+    rows = await db.fetch(
+        _INSERT_PUBLISHED,
+        store_id,
+        now,
+        [e.id for e in new_events],
+        [e.client_id for e in new_events],
+        [e.triggered_by for e in new_events],
+        [e.payload_json for e in new_events],
+        [uuid7() for _ in new_jobs],
+        [j.event_id for j in new_jobs],
+        [j.integration_id for j in new_jobs],
+        [j.triggered_by for j in new_jobs],
+    )
+    inserted = {row[0] for row in rows}
+    if any(job.event_id in inserted for job in new_jobs):
+        await wake_workers(db)
+    return inserted
+
+
+#: The events, then the jobs of those actually inserted (a data-modifying WITH runs whether or
+#: not the outer query reads it): one round trip and one statement text (arrays, not rows of
+#: parameters) whatever the number of events and jobs.
+_INSERT_PUBLISHED = """
     WITH inserted AS (
+        INSERT INTO events (id, store_id, client_id, triggered_by, payload, created_at)
+        SELECT e.id, $1, e.client_id, e.triggered_by, e.payload, $2
+        FROM unnest($3::uuid[], $4::text[], $5::text[], $6::jsonb[])
+             AS e(id, client_id, triggered_by, payload)
+        ON CONFLICT (store_id, client_id) WHERE client_id IS NOT NULL DO NOTHING
+        RETURNING id
+    ), queued AS (
         INSERT INTO integration_jobs (
             id, store_id, event_id, integration_id, triggered_by, status, attempts,
             next_attempt_at, created_at, updated_at
         )
-        SELECT j.id, :store_id, j.event_id, j.integration_id, j.triggered_by, 'pending', 0,
-               :now, :now, :now
-        FROM unnest(:ids, :event_ids, :integration_ids, :keys)
+        SELECT j.id, $1, j.event_id, j.integration_id, j.triggered_by, 'pending', 0, $2, $2, $2
+        FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::text[])
              AS j(id, event_id, integration_id, triggered_by)
-        RETURNING 1
+        WHERE j.event_id IN (SELECT id FROM inserted)
     )
-    SELECT pg_notify(:channel, '')
+    SELECT id FROM inserted
+"""
+
+
+async def wake_workers(db: asyncpg.Connection) -> None:
+    """NOTIFY the workers that jobs are due.
+
+    Outside a transaction the NOTIFY gets one of its own that does not wait for its commit to
+    reach the disk. PostgreSQL holds a database-wide lock from the commit of a notifying
+    transaction until it completes: notifying in the jobs' own transaction would hold it through
+    their WAL flush and serialise every publish's commit, one flush each, instead of letting
+    concurrent commits share flushes. A wake-up lost in a crash costs nothing (workers poll), and
+    the jobs were committed before it was sent. Inside a caller's transaction it is sent at that
+    transaction's commit, as any NOTIFY.
     """
-).bindparams(
-    bindparam("ids", type_=_UUIDS),
-    bindparam("store_id", type_=PG_UUID(as_uuid=True)),
-    bindparam("event_ids", type_=_UUIDS),
-    bindparam("integration_ids", type_=_UUIDS),
-    bindparam("keys", type_=ARRAY(Text)),
-    bindparam("now", type_=DateTime(timezone=True)),
-    bindparam("channel", type_=String),
-)
+    await db.execute(_NOTIFY if db.is_in_transaction() else _NOTIFY_ALONE)
+
+
+_NOTIFY = f"SELECT pg_notify('{CHANNEL}', '')"
+_NOTIFY_ALONE = f"SELECT set_config('synchronous_commit', 'off', true), pg_notify('{CHANNEL}', '')"
 
 
 async def notify(conn: AsyncConnection) -> None:

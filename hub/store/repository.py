@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Table, bindparam, func, insert, null, select, update
+import asyncpg
+from sqlalchemy import Table, func, insert, null, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from uuid_utils.compat import uuid7
@@ -101,16 +102,30 @@ async def insert_key(
     return _key(row)
 
 
-async def find_active_key(conn: AsyncConnection, prefix: str) -> tuple[ApiKeyRecord, bytes] | None:
-    """The unrevoked key with this prefix and its stored hash."""
-    row = (
-        await conn.execute(
-            select(*_KEY_COLUMNS, api_keys.c.key_hash)
-            .join(stores, stores.c.id == api_keys.c.store_id)
-            .where(api_keys.c.prefix == prefix, api_keys.c.revoked_at.is_(None))
-        )
-    ).first()
-    return None if row is None else (_key(row), bytes(row.key_hash))
+async def find_active_key(db: asyncpg.Connection, prefix: str) -> tuple[ApiKeyRecord, bytes] | None:
+    """The unrevoked key with this prefix and its stored hash (on the driver connection: every
+    request asks; see `hub.store.engine.driver`)."""
+    row = await db.fetchrow(_FIND_ACTIVE_KEY, prefix)
+    if row is None:
+        return None
+    key = ApiKeyRecord(
+        id=row["id"],
+        store_id=row["store_id"],
+        store_name=row["store_name"],
+        role=row["role"],
+        prefix=row["prefix"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+    return key, bytes(row["key_hash"])
+
+
+_FIND_ACTIVE_KEY = """
+    SELECT k.id, k.store_id, s.name AS store_name, k.role, k.prefix, k.created_at,
+           k.revoked_at, k.key_hash
+    FROM api_keys AS k JOIN stores AS s ON s.id = k.store_id
+    WHERE k.prefix = $1 AND k.revoked_at IS NULL
+"""
 
 
 async def list_keys(conn: AsyncConnection) -> list[ApiKeyRecord]:
@@ -411,27 +426,22 @@ class FanoutTarget:
     conditions: dict[str, Any] | None
 
 
-_FANOUT_TARGETS = select(
-    integrations.c.id, integrations.c.observes, integrations.c.conditions
-).where(
-    integrations.c.store_id == bindparam("store_id"),
-    integrations.c.enabled.is_(True),
-    _LIVE,
-    integrations.c.observes.overlap(bindparam("candidates", type_=integrations.c.observes.type)),
-)
-
-
 async def live_integrations_observing(
-    conn: AsyncConnection, store_id: UUID, candidates: Sequence[str]
+    db: asyncpg.Connection, store_id: UUID, candidates: Sequence[str]
 ) -> list[FanoutTarget]:
     """Enabled, live integrations of the store whose `observes` overlaps `candidates`.
 
     Only the columns fan-out needs: no configuration or secrets, so nothing is decrypted.
     """
-    rows = await conn.execute(
-        _FANOUT_TARGETS, {"store_id": store_id, "candidates": list(candidates)}
-    )
-    return [FanoutTarget(r.id, tuple(r.observes), r.conditions) for r in rows]
+    rows = await db.fetch(_FANOUT_TARGETS, store_id, list(candidates))
+    return [FanoutTarget(r[0], tuple(r[1]), r[2]) for r in rows]
+
+
+#: Its predicate matches the partial GIN index `ix_integrations_observes_live`.
+_FANOUT_TARGETS = """
+    SELECT id, observes, conditions FROM integrations
+    WHERE store_id = $1 AND enabled AND deleted_at IS NULL AND observes && $2::text[]
+"""
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -454,44 +464,8 @@ class NewEvent:
     client_id: str | None
     triggered_by: str
     payload: dict[str, Any]
-
-
-_INSERT_EVENTS = (
-    pg_insert(events)
-    .on_conflict_do_nothing(
-        index_elements=["store_id", "client_id"], index_where=events.c.client_id.isnot(None)
-    )
-    .returning(events.c.id)
-)
-
-
-async def insert_events(
-    conn: AsyncConnection, store_id: UUID, new: Sequence[NewEvent], now: datetime
-) -> set[UUID]:
-    """Insert events, skipping those whose client id the store has already used.
-
-    Returns the ids actually inserted.
-    """
-    if not new:
-        return set()
-    # One statement compiled once (cached) and sent as executemany: SQLAlchemy's
-    # "insertmanyvalues" batches the rows into multi-row INSERTs with RETURNING, without compiling a
-    # fresh statement for every batch size as `.values([...])` would.
-    rows = await conn.execute(
-        _INSERT_EVENTS,
-        [
-            {
-                "id": e.id,
-                "store_id": store_id,
-                "client_id": e.client_id,
-                "triggered_by": e.triggered_by,
-                "payload": e.payload,
-                "created_at": now,
-            }
-            for e in new
-        ],
-    )
-    return {row.id for row in rows}
+    payload_json: str
+    """`payload` as JSON text, as stored."""
 
 
 async def events_by_client_id(

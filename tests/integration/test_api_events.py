@@ -8,12 +8,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.api.app import create_app
+from hub.store import queue
+from hub.store.engine import plain_url
 from tests.conftest import Tenant, event_body, settings_for, webhook_integration
 
 Client = TestClient[Any, Any]
@@ -459,3 +462,26 @@ async def test_another_stores_event_is_not_found(
 
     errors = await errors_of(resp, 404)
     assert errors[0]["detail"] == "The resource could not be found"
+
+
+async def test_a_publish_that_queues_jobs_wakes_the_workers_and_a_repeat_does_not(
+    api: Client, tenant: Tenant, shared_db: str
+) -> None:
+    await integration(api, tenant, "order.paid")
+    woken: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(plain_url(shared_db))
+    try:
+        await listener.add_listener(queue.CHANNEL, lambda *args: woken.put_nowait(args[2]))
+        client_id = f"wake-{secrets.token_hex(4)}"
+        resp = await publish(api, tenant, event_body("order.paid", id=client_id))
+        assert resp.status == 202, await resp.text()
+        assert await asyncio.wait_for(woken.get(), 5) == queue.CHANNEL
+
+        again = await publish(api, tenant, event_body("order.paid", id=client_id))
+        assert again.status == 200, await again.text()
+        nobody = await publish(api, tenant, event_body("customer.created"))
+        assert nobody.status == 202, await nobody.text()
+        await asyncio.sleep(0.3)
+        assert woken.empty()  # no job was queued by either
+    finally:
+        await listener.close()
