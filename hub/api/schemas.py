@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -45,8 +46,8 @@ def timestamp(value: datetime | None) -> str | None:
     """RFC 3339 UTC with milliseconds and `Z`."""
     if value is None:
         return None
-    utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat truncates to milliseconds, as the spec's examples do; it is C and ~10x strftime.
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 CONDITIONS_DOC = (
@@ -467,7 +468,9 @@ def integration_out(base: str, r: IntegrationRecord) -> IntegrationOut:
     )
 
 
+@functools.lru_cache(maxsize=256)
 def _ts(value: datetime) -> str:
+    # Memoised: the events of a batch share their creation time.
     out = timestamp(value)
     assert out is not None
     return out

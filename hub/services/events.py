@@ -21,12 +21,12 @@ from uuid import UUID
 import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
-from uuid_utils.compat import uuid7
 
 from hub import conditions
 from hub.api.schemas import EventIn
 from hub.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from hub.events import TEST_KEY, EventCatalogue, match_candidates, matches, validate_published
+from hub.ids import uuid7
 from hub.store import queue, repository
 from hub.store.engine import driver_of
 from hub.store.records import EventRecord, JobRecord, Published

@@ -17,8 +17,8 @@ from uuid import UUID
 
 from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from uuid_utils.compat import uuid7
 
+from hub.ids import uuid7
 from hub.store.models import IntegrationJob, Replay
 from hub.store.queue import notify
 from hub.store.records import ReplayRecord

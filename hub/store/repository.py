@@ -16,10 +16,10 @@ import asyncpg
 from sqlalchemy import Table, func, insert, null, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
-from uuid_utils.compat import uuid7
 
 from deliverers.config import SECRET_FIELD_NAMES
 from hub import crypto
+from hub.ids import uuid7
 from hub.store.models import ApiKey, Event, Integration, IntegrationJob, IntegrationLog, Store
 from hub.store.records import (
     ApiKeyRecord,
