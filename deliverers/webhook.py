@@ -23,11 +23,12 @@ import base64
 import binascii
 import codecs
 import errno
-import hashlib
+import functools
 import hmac
 import ssl
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -54,6 +55,8 @@ _MAX_BODY_BYTES = BODY_LIMIT * 4
 
 _SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 _REASON_LIMIT = 200
+#: Webhook URLs whose parsed and judged form a deliverer keeps (`WebhookDeliverer._endpoint`).
+_ENDPOINT_MEMO = 4096
 
 
 class WebhookDeliverer:
@@ -85,6 +88,7 @@ class WebhookDeliverer:
         self._limit_per_host = limit_per_host
         self._ttl_dns_cache = ttl_dns_cache
         self._session: aiohttp.ClientSession | None = None
+        self._endpoints: dict[str, _Endpoint] = {}
 
     async def open(self) -> None:
         """Create the shared session and its connection pool."""
@@ -117,48 +121,42 @@ class WebhookDeliverer:
             raise RuntimeError("WebhookDeliverer.deliver() called before open()")
         session = self._session
         target = delivery.target
-        log = logger.bind(
-            job_id=str(delivery.job_id),
-            integration_id=str(target.id),
-            attempt=delivery.attempt,
-            triggered_by=delivery.triggered_by,
-        )
         started = time.perf_counter()
 
         config = target.configuration
         if not isinstance(config, WebhookConfig):
             return self._failed(
-                log,
+                delivery,
+                None,
                 started,
                 f"Could not deliver the webhook: the integration is configured as "
                 f"{target.integration_type!r}, not as a webhook",
             )
-        url = URL(config.url)
-        log = log.bind(host=url.host)
-        literal = parse_ip(url.host or "")
-        if literal is not None:
-            try:
-                self._guard.check(url.host or "", literal)
-            except TargetRefused as refused:
-                return self._failed(log, started, refused.reason)
-            # Connect to the address as judged, whatever its spelling (`127.1`, `0x7f.1`).
-            url = url.with_host(str(literal))
+        endpoint = self._endpoint(config.url)
+        if endpoint.refused is not None:
+            return self._failed(delivery, endpoint.host, started, endpoint.refused)
+        url = endpoint.url
 
-        body = build_body(delivery)
+        msg_id = str(delivery.job_id)
+        body = build_body(delivery, msg_id=msg_id)
         try:
             headers = build_headers(
-                delivery, config, body, timestamp=int(time.time()), user_agent=self._user_agent
+                delivery,
+                config,
+                body,
+                timestamp=int(time.time()),
+                user_agent=self._user_agent,
+                msg_id=msg_id,
             )
         except ValueError as error:
-            return self._failed(log, started, f"Could not sign the webhook: {error}")
+            return self._failed(
+                delivery, endpoint.host, started, f"Could not sign the webhook: {error}"
+            )
 
         try:
+            # The session's timeout (`timeout` seconds in all) bounds the attempt.
             async with session.post(
-                url,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 text = await _read_body(response)
                 status = response.status
@@ -166,11 +164,12 @@ class WebhookDeliverer:
         except aiohttp.ClientSSLError as error:
             detail = f"TLS handshake with {_hostport(error.host, error.port)} failed: "
             detail += _tls_reason(error)
-            return self._failed(log, started, detail, config.secret_key)
+            return self._failed(delivery, endpoint.host, started, detail, config.secret_key)
         except aiohttp.ClientConnectorDNSError as error:
             if isinstance(error.os_error, TargetRefused):
-                return self._failed(log, started, error.os_error.reason)
-            return self._failed(log, started, f"Could not resolve host {error.host}")
+                return self._failed(delivery, endpoint.host, started, error.os_error.reason)
+            detail = f"Could not resolve host {error.host}"
+            return self._failed(delivery, endpoint.host, started, detail)
         except aiohttp.ClientConnectorError as error:
             where = _hostport(error.host, error.port)
             if _is_refused(error.os_error):
@@ -178,20 +177,20 @@ class WebhookDeliverer:
             else:
                 reason = error.strerror or _reason(error.os_error)
                 detail = f"Could not deliver the webhook: cannot connect to {where} ({reason})"
-            return self._failed(log, started, detail, config.secret_key)
+            return self._failed(delivery, endpoint.host, started, detail, config.secret_key)
         except TimeoutError:
             # (`asyncio.TimeoutError` on 3.11+.) Before `ClientError` and `OSError`: aiohttp's
             # timeouts are both.
             detail = f"Timed out after {float(self._timeout)} s waiting for the webhook to respond"
-            return self._failed(log, started, detail)
+            return self._failed(delivery, endpoint.host, started, detail)
         except ssl.SSLError as error:
             # Before `OSError`: a TLS failure after the handshake, raised bare.
             where = _hostport(url.host or "", url.port)
             detail = f"TLS handshake with {where} failed: {_tls_reason(error)}"
-            return self._failed(log, started, detail, config.secret_key)
+            return self._failed(delivery, endpoint.host, started, detail, config.secret_key)
         except (aiohttp.ClientError, OSError) as error:
             detail = f"Could not deliver the webhook: {_reason(error)}"
-            return self._failed(log, started, detail, config.secret_key)
+            return self._failed(delivery, endpoint.host, started, detail, config.secret_key)
 
         duration = time.perf_counter() - started
         succeeded = 200 <= status < 300
@@ -205,16 +204,53 @@ class WebhookDeliverer:
             retry_after=retry_after,
         )
         if succeeded:
-            log.info("webhook_delivered", status_code=status, duration=duration)
+            logger.info(
+                "webhook_delivered",
+                **_log_fields(delivery, endpoint.host),
+                status_code=status,
+                duration=duration,
+            )
         else:
-            log.warning(
-                "webhook_rejected", status_code=status, duration=duration, retry_after=retry_after
+            logger.warning(
+                "webhook_rejected",
+                **_log_fields(delivery, endpoint.host),
+                status_code=status,
+                duration=duration,
+                retry_after=retry_after,
             )
         return result
 
+    def _endpoint(self, url_text: str) -> _Endpoint:
+        """`url_text` parsed and, when its host is a literal address, judged by the guard.
+
+        Remembered per URL (bounded): both are pure functions of the text. A host name is left
+        to the connector's `GuardedResolver`, which looks it up and judges the answers on every
+        new connection (DNS rebinding); nothing about a name is remembered here.
+        """
+        endpoint = self._endpoints.get(url_text)
+        if endpoint is not None:
+            return endpoint
+        url = URL(url_text)
+        host = url.host
+        endpoint = _Endpoint(url, host, None)
+        literal = parse_ip(host or "")
+        if literal is not None:
+            try:
+                self._guard.check(host or "", literal)
+            except TargetRefused as refused:
+                endpoint = _Endpoint(url, host, refused.reason)
+            else:
+                # Connect to the address as judged, whatever its spelling (`127.1`, `0x7f.1`).
+                endpoint = _Endpoint(url.with_host(str(literal)), host, None)
+        if len(self._endpoints) >= _ENDPOINT_MEMO:
+            self._endpoints.clear()
+        self._endpoints[url_text] = endpoint
+        return endpoint
+
     def _failed(
         self,
-        log: Any,
+        delivery: Delivery,
+        host: str | None,
         started: float,
         detail: str,
         secret_key: str | None = None,
@@ -223,12 +259,39 @@ class WebhookDeliverer:
             # Error texts come partly from libraries; make sure the secret can never ride along.
             detail = detail.replace(secret_key, "****")
         duration = time.perf_counter() - started
-        log.warning("webhook_failed", error_detail=detail, duration=duration)
+        logger.warning(
+            "webhook_failed", **_log_fields(delivery, host), error_detail=detail, duration=duration
+        )
         return DeliveryResult(succeeded=False, duration=duration, error_detail=detail)
 
 
-def build_body(delivery: Delivery) -> bytes:
-    """The JSON document EP posts to a webhook, as bytes.
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    """A webhook URL as the deliverer connects to it."""
+
+    url: URL
+    """With a literal address in its canonical spelling."""
+    host: str | None
+    """As the integration spells it, for logs."""
+    refused: str | None
+    """Why the SSRF guard refuses the literal address, if it does."""
+
+
+def _log_fields(delivery: Delivery, host: str | None) -> dict[str, Any]:
+    """The ids every line about an attempt carries; built only when a line is logged."""
+    fields: dict[str, Any] = {
+        "job_id": str(delivery.job_id),
+        "integration_id": str(delivery.target.id),
+        "attempt": delivery.attempt,
+        "triggered_by": delivery.triggered_by,
+    }
+    if host is not None:
+        fields["host"] = host
+    return fields
+
+
+def build_body(delivery: Delivery, *, msg_id: str | None = None) -> bytes:
+    """The JSON document EP posts to a webhook, as bytes (`msg_id`: the job id as text).
 
     `resources` is EP's deprecated copy of `payload`: a JSON-encoded *string* of it, except for
     `*.deleted` events, where EP sends the payload object itself. We do the same, so consumers
@@ -242,7 +305,7 @@ def build_body(delivery: Delivery) -> bytes:
     else:
         resources = orjson.dumps(payload).decode()
     document = {
-        "id": str(delivery.job_id),
+        "id": msg_id if msg_id is not None else str(delivery.job_id),
         "triggered_by": delivery.triggered_by,
         "attempt": delivery.attempt,
         "integration": {
@@ -264,12 +327,14 @@ def build_headers(
     *,
     timestamp: int,
     user_agent: str,
+    msg_id: str | None = None,
 ) -> dict[str, str]:
-    """EP's headers plus the Standard Webhooks signature headers.
+    """EP's headers plus the Standard Webhooks signature headers (`msg_id`: the job id as text).
 
     Raises `ValueError` if a signing secret is not a valid `whsec_` secret.
     """
-    msg_id = str(delivery.job_id)
+    if msg_id is None:
+        msg_id = str(delivery.job_id)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": user_agent,
@@ -279,12 +344,13 @@ def build_headers(
     }
     if config.secret_key:
         headers["X-MOLTIN-SECRET-KEY"] = config.secret_key
-    signatures = [
-        sign(secret, msg_id=msg_id, timestamp=timestamp, body=body, position=position)
-        for position, secret in enumerate(delivery.target.signing_secrets, start=1)
-    ]
-    if signatures:
-        headers["webhook-signature"] = " ".join(signatures)
+    secrets = delivery.target.signing_secrets
+    if secrets:
+        signed = _signed_content(msg_id, timestamp, body)
+        headers["webhook-signature"] = " ".join(
+            _signature(_signing_key(secret, position), signed)
+            for position, secret in enumerate(secrets, start=1)
+        )
     return headers
 
 
@@ -294,17 +360,34 @@ def sign(secret: str, *, msg_id: str, timestamp: int, body: bytes, position: int
     Raises `ValueError` (naming the secret by `position`, never by value) if `secret` is not
     a base64 key, with or without the `whsec_` prefix.
     """
+    return _signature(_signing_key(secret, position), _signed_content(msg_id, timestamp, body))
+
+
+def _signed_content(msg_id: str, timestamp: int, body: bytes) -> bytes:
+    return b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
+
+
+def _signature(key: bytes, signed: bytes) -> str:
+    return "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode()
+
+
+def _signing_key(secret: str, position: int) -> bytes:
+    key = _decode_secret(secret)
+    if not key:
+        raise ValueError(f"signing secret #{position} is not a valid whsec_ secret")
+    return key
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_secret(secret: str) -> bytes:
+    """The HMAC key of a `whsec_` secret (empty when it is none); decoded once per secret, as
+    every delivery of an integration signs with the same ones."""
     encoded = secret.removeprefix(_SECRET_PREFIX)
     try:
         # The `==` accepts unpadded keys, as the reference library does.
-        key = base64.b64decode(encoded + "==")
+        return base64.b64decode(encoded + "==")
     except binascii.Error:
-        key = b""
-    if not key:
-        raise ValueError(f"signing secret #{position} is not a valid whsec_ secret")
-    signed = msg_id.encode() + b"." + str(timestamp).encode() + b"." + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+        return b""
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -329,19 +412,26 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 async def _read_body(response: aiohttp.ClientResponse) -> str:
     """Up to `BODY_LIMIT` characters of the answer, reading at most `_MAX_BODY_BYTES` bytes."""
-    raw = bytearray()
-    while len(raw) < _MAX_BODY_BYTES:
-        chunk = await response.content.read(_MAX_BODY_BYTES - len(raw))
+    content = response.content
+    raw = b""
+    while len(raw) < _MAX_BODY_BYTES and not content.at_eof():
+        chunk = await content.read(_MAX_BODY_BYTES - len(raw))
         if not chunk:
             break
         raw += chunk
+    charset = response.charset or "utf-8"
+    if content.at_eof():
+        try:
+            text = raw.decode(charset, errors="replace")
+        except LookupError:
+            text = raw.decode("utf-8", errors="replace")
+        return truncate_body(text) or ""
     try:
-        decoder = codecs.getincrementaldecoder(response.charset or "utf-8")(errors="replace")
+        decoder = codecs.getincrementaldecoder(charset)(errors="replace")
     except LookupError:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     # `final=False` drops a character cut in half by the byte limit instead of mangling it.
-    text = decoder.decode(bytes(raw), final=response.content.at_eof())
-    return truncate_body(text) or ""
+    return truncate_body(decoder.decode(raw, final=False)) or ""
 
 
 def _is_refused(error: OSError) -> bool:

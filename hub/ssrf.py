@@ -28,6 +28,7 @@ and names that can only be internal (`localhost`, `*.localhost`, `*.local`, `*.i
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -100,6 +101,9 @@ _SIXTOFOUR = ipaddress.ip_network("2002::/16")
 _INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
+#: Spellings and addresses whose judgements are remembered (`parse_ip`, `_refusal`).
+_MEMO_SIZE = 4096
+
 _IPV4_PART = re.compile(r"^(0x[0-9a-f]*|0[0-7]*|[1-9][0-9]*)$", re.IGNORECASE)
 
 
@@ -133,12 +137,14 @@ def non_public_reason(address: IPAddress) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=_MEMO_SIZE)
 def parse_ip(host: str) -> IPAddress | None:
     """`host` as an address if it spells one, in any form a resolver would accept.
 
     Besides the canonical forms: brackets, an IPv6 zone (`fe80::1%eth0`), one trailing dot, and
     the inet_aton spellings of IPv4 (1 to 4 parts, each decimal, octal with a leading 0, or hex
     with 0x; the last part fills the remaining bytes: `127.1`, `0x7f000001`, `2130706433`).
+    Memoised (bounded): a pure function of the text, asked on every delivery.
     """
     text = host.strip().lower()
     if text.startswith("[") and text.endswith("]"):
@@ -189,9 +195,7 @@ class SsrfGuard:
 
     def check(self, host: str, address: IPAddress) -> None:
         """Raise `TargetRefused` if the hub must not connect to `address` (for `host`)."""
-        if self.is_allowed(address):
-            return
-        reason = non_public_reason(address)
+        reason = _refusal(self.allowed_networks, address)
         if reason is None:
             return
         shown = str(address) if parse_ip(host) is not None else f"{host} ({address})"
@@ -247,6 +251,19 @@ class SsrfGuard:
         if name.endswith(_INTERNAL_SUFFIXES) and not self.allowed_networks:
             return f"{host} can only be an internal name{_HINT}"
         return None
+
+
+@functools.lru_cache(maxsize=_MEMO_SIZE)
+def _refusal(allowed_networks: tuple[Network, ...], address: IPAddress) -> str | None:
+    """Why `address` is refused under `allowed_networks`, or None when it may be connected to.
+
+    Memoised (bounded): a pure function of an address, never of a name. What a name resolves to
+    is looked up and judged afresh by `GuardedResolver` (DNS rebinding); only the judgement of
+    an address it answered with is remembered.
+    """
+    if SsrfGuard(allowed_networks).is_allowed(address):
+        return None
+    return non_public_reason(address)
 
 
 _HINT = (

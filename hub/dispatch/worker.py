@@ -18,8 +18,13 @@ takes first attempts and retries in turn and enforces `max_in_flight` (`hub.stor
 
 Each delivery task asks the retry policy what follows and queues an `AttemptRecord`; one
 recorder task writes queued records in batches (log rows + job updates + the circuit breaker's
-clock in one transaction), so busy workers make one round trip for many attempts. A retention
+clock in one statement), so busy workers make one round trip for many attempts. A retention
 task purges old logs and finished jobs in bounded batches (`hub.store.retention`).
+
+**Per-delivery cost.** Claims and records run on the pool's bare asyncpg connections
+(`hub.store.engine.driver`) as prepared statements, in autocommit where one statement does
+the work; an integration's delivery target (secrets decrypted, configuration validated) is
+built once per version of the integration and kept (`Targets`).
 
 `stop()` stops claiming; jobs claimed but not started yet (waiting for their rate limiter) are
 released at once, for another worker to take without waiting for the lease to expire;
@@ -37,7 +42,9 @@ import os
 import socket
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -55,7 +62,7 @@ from hub.errors import SecretsUnreadable, UnknownIntegrationType
 from hub.retry import Fail, Retry, Succeed, decide
 from hub.settings import Settings
 from hub.store import queue, retention
-from hub.store.engine import plain_url
+from hub.store.engine import driver, plain_url
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +88,79 @@ RECORD_BATCH = 500
 INTERRUPTED = "The hub stopped before the attempt finished; it will be retried"
 #: While a purge pass still finds full batches, the next one comes this many times sooner.
 RETENTION_CATCH_UP = 5
+#: Integrations whose delivery targets a worker keeps built (`Targets`).
+TARGET_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Metrics:
+    """The metrics' children of one integration type (`.labels()` is a lookup per call)."""
+
+    seconds: Histogram
+    succeeded: Counter
+    failed: Counter
+
+    @classmethod
+    def of(cls, integration_type: str) -> _Metrics:
+        return cls(
+            seconds=ATTEMPT_SECONDS.labels(integration_type),
+            succeeded=ATTEMPTS.labels(integration_type, "succeeded"),
+            failed=ATTEMPTS.labels(integration_type, "failed"),
+        )
+
+
+class Targets:
+    """The delivery targets this worker built, one per integration, least recently used first.
+
+    Building one decrypts the integration's secrets (Fernet) and validates its configuration
+    (pydantic): work worth doing once per version of an integration, not once per delivery. A
+    version is the integration's `updated_at`, which every change bumps (configuration, signing
+    secret rotation, enabling, renaming), plus its previous signing secret as the claim returned
+    it (that one lapses at the end of its grace period without any change): a changed
+    integration is rebuilt at its next claim. A target that cannot be built (unreadable secrets,
+    invalid configuration) is not kept, so its error comes back on every attempt.
+    """
+
+    def __init__(self, size: int = TARGET_CACHE_SIZE) -> None:
+        self._size = size
+        self._built: OrderedDict[uuid.UUID, tuple[tuple[datetime, str | None], Target]] = (
+            OrderedDict()
+        )
+
+    def __len__(self) -> int:
+        return len(self._built)
+
+    def get(self, job: queue.ClaimedJob) -> Target:
+        """The target of `job`'s integration at the version it was claimed with.
+
+        Raises `SecretsUnreadable` or pydantic's `ValidationError` when it cannot be built.
+        """
+        version = (job.integration_updated_at, job.previous_signing_secret)
+        known = self._built.get(job.integration_id)
+        if known is not None and known[0] == version:
+            self._built.move_to_end(job.integration_id)
+            return known[1]
+        target = self._build(job)
+        self._built[job.integration_id] = (version, target)
+        self._built.move_to_end(job.integration_id)
+        if len(self._built) > self._size:
+            self._built.popitem(last=False)
+        return target
+
+    @staticmethod
+    def _build(job: queue.ClaimedJob) -> Target:
+        stored = crypto.open_configuration(job.configuration)  # `SecretsUnreadable` if it cannot
+        configuration = CONFIG_MODELS[job.integration_type].model_validate(stored)
+        signing_secrets = (job.signing_secret, job.previous_signing_secret)
+        return Target(
+            id=job.integration_id,
+            store_id=job.store_id,
+            name=job.integration_name,
+            description=job.integration_description,
+            integration_type=job.integration_type,
+            configuration=configuration,
+            signing_secrets=tuple(crypto.open_text(s) for s in signing_secrets if s),
+        )
 
 
 def new_owner() -> str:
@@ -126,6 +206,8 @@ class Worker:
         self._due_in: float | None = None
         self._retries: set[uuid.UUID] = set()
         self._rate_limits = RateLimits()
+        self._targets = Targets()
+        self._metrics: dict[str, _Metrics] = {}
         self._unstarted: list[uuid.UUID] = []
         self.purged_rows = 0
         self._records: asyncio.Queue[queue.AttemptRecord] = asyncio.Queue()
@@ -202,16 +284,20 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _claim(self, limit: int) -> int:
+        # In autocommit, one round trip per statement: the claim is one statement, and what
+        # may follow it only settles jobs this worker has just leased. Should that fail, the
+        # claimed jobs still start, and the unsettled ones come back when their leases expire.
+        jobs: list[queue.ClaimedJob] = []
         try:
-            async with self.engine.begin() as conn:
+            async with driver(self.engine) as db:
                 now = time.monotonic()
                 if now - self._last_release >= self.settings.worker_poll_interval:
                     self._last_release = now
-                    released = await queue.release_stalled(conn)
+                    released = await queue.release_stalled(db)
                     if released:
                         log.warning("stalled_jobs_released", count=released)
                 jobs = await queue.claim(
-                    conn,
+                    db,
                     owner=self.owner,
                     limit=limit,
                     lease=self._lease,
@@ -220,27 +306,33 @@ class Worker:
                 )
                 gone = [j.id for j in jobs if not j.integration_live and not j.integration_tripped]
                 if gone:
-                    await queue.cancel_claimed(conn, self.owner, gone)
+                    await queue.cancel_claimed(db, self.owner, gone)
                 held = [job.id for job in jobs if job.integration_tripped]
                 if held:
-                    await queue.hold_claimed(conn, self.owner, held)
-                self._due_in = None if jobs else await queue.next_due_in(conn)
+                    await queue.hold_claimed(db, self.owner, held)
+                self._due_in = None if jobs else await queue.next_due_in(db)
         except Exception as exc:
             self._due_in = None
-            if self._stopping.is_set():
+            error = str(exc) or type(exc).__name__
+            if jobs:
+                log.warning("claimed_jobs_not_settled", error=error, claimed=len(jobs))
+            else:
+                if self._stopping.is_set():
+                    return 0
+                log.warning("claim_failed", error=error)
+                await asyncio.sleep(min(self.settings.worker_poll_interval, 1.0))
                 return 0
-            log.warning("claim_failed", error=str(exc) or type(exc).__name__)
-            await asyncio.sleep(min(self.settings.worker_poll_interval, 1.0))
-            return 0
         CLAIMED.inc(len(jobs))
+        started = 0
         for job in jobs:
             if job.integration_live:
                 task = asyncio.create_task(self._attempt(job), name=f"hub-job-{job.id}")
                 self._inflight[job.id] = task
                 if job.attempt > 1:
                     self._retries.add(job.id)
-                IN_FLIGHT.inc()
+                started += 1
                 task.add_done_callback(functools.partial(self._done, job.id))
+        IN_FLIGHT.inc(started)
         return len(jobs)
 
     def _done(self, job_id: uuid.UUID, _task: asyncio.Task[None]) -> None:
@@ -269,17 +361,14 @@ class Worker:
 
     async def _next_due_in(self) -> float | None:
         try:
-            async with self.engine.connect() as conn:
-                return await queue.next_due_in(conn)
+            async with driver(self.engine) as db:
+                return await queue.next_due_in(db)
         except Exception:
             return None
 
     # --- one attempt -------------------------------------------------------------------------
 
     def _delivery(self, job: queue.ClaimedJob) -> Delivery:
-        stored = crypto.open_configuration(job.configuration)  # `SecretsUnreadable` if it cannot
-        configuration = CONFIG_MODELS[job.integration_type].model_validate(stored)
-        signing_secrets = (job.signing_secret, job.previous_signing_secret)
         return Delivery(
             job_id=job.id,
             attempt=job.attempt,
@@ -287,15 +376,7 @@ class Worker:
             triggered_by=job.triggered_by,
             payload=job.payload,
             event_time=job.event_time,
-            target=Target(
-                id=job.integration_id,
-                store_id=job.store_id,
-                name=job.integration_name,
-                description=job.integration_description,
-                integration_type=job.integration_type,
-                configuration=configuration,
-                signing_secrets=tuple(crypto.open_text(s) for s in signing_secrets if s),
-            ),
+            target=self._targets.get(job),
         )
 
     async def _ready(self, job: queue.ClaimedJob) -> bool:
@@ -314,9 +395,6 @@ class Worker:
     async def _attempt(self, job: queue.ClaimedJob) -> None:
         if not await self._ready(job):
             return
-        bound = log.bind(
-            job_id=str(job.id), integration_id=str(job.integration_id), attempt=job.attempt
-        )
         started = time.perf_counter()
         try:
             try:
@@ -331,7 +409,12 @@ class Worker:
                     error_detail="The integration's configuration is invalid; update it",
                 )
             except Exception:
-                bound.exception("deliverer_crashed")
+                log.exception(
+                    "deliverer_crashed",
+                    job_id=str(job.id),
+                    integration_id=str(job.integration_id),
+                    attempt=job.attempt,
+                )
                 result = DeliveryResult(
                     False,
                     time.perf_counter() - started,
@@ -345,9 +428,11 @@ class Worker:
         self._records.put_nowait(self._record(job, result))
 
     def _record(self, job: queue.ClaimedJob, result: DeliveryResult) -> queue.AttemptRecord:
-        ATTEMPT_SECONDS.labels(job.integration_type).observe(result.duration)
-        outcome = "succeeded" if result.succeeded else "failed"
-        ATTEMPTS.labels(job.integration_type, outcome).inc()
+        metrics = self._metrics.get(job.integration_type)
+        if metrics is None:
+            metrics = self._metrics[job.integration_type] = _Metrics.of(job.integration_type)
+        metrics.seconds.observe(result.duration)
+        (metrics.succeeded if result.succeeded else metrics.failed).inc()
         kwargs = {"rand": self._rand} if self._rand is not None else {}
         decision = decide(
             attempt=job.attempt,
@@ -400,9 +485,9 @@ class Worker:
         delay = 0.1
         while True:
             try:
-                async with self.engine.begin() as conn:
+                async with driver(self.engine) as db:  # a transaction when it needs one
                     recorded = await queue.record_attempts(
-                        conn, self.owner, batch, breaker_after=self.settings.breaker_after
+                        db, self.owner, batch, breaker_after=self.settings.breaker_after
                     )
                 self.attempts_recorded += len(batch)
                 if self._blocked:

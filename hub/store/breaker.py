@@ -1,32 +1,27 @@
-"""The circuit breaker's SQL: its clock (`integrations.failing_since`), tripping, and holding
-an integration's jobs. Called by `hub.store.queue` in the transaction that records
-attempts (`hub.store.queue.resume_held` undoes the hold when the integration is enabled again).
+"""The circuit breaker: its clock (`integrations.failing_since`), tripping, and holding an
+integration's jobs. Part of recording attempts (`hub.store.queue.record_attempts`), in its
+transaction, on the driver connection (`hub.store.queue.resume_held` undoes the hold when the
+integration is enabled again).
 
 The clock: set by the first failed attempt of a stretch, cleared by any success; a 429 answer
 counts as neither (the endpoint is alive and asks us to slow down). When a failed attempt finds
 the stretch older than `breaker_after`, the integration is switched off with a visible
 `disabled_reason` and its pending jobs are held (not cancelled: enabling it resumes them).
+
+`Clock` decides which way a batch of attempts moves the clock; the statement that records the
+batch moves it and names the integrations whose stretch is older than `breaker_after`; `trip`
+switches those off.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, timedelta
-from typing import Any, Protocol, cast
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 from uuid import UUID
 
-from sqlalchemy import Table, any_, bindparam, func, literal_column, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import ColumnClause
-
-from hub.store.models import Integration, IntegrationJob
-
-jobs = cast(Table, IntegrationJob.__table__)
-integrations = cast(Table, Integration.__table__)
-
-_PENDING: ColumnClause[str] = literal_column("'pending'")
+import asyncpg
 
 
 class Attempt(Protocol):
@@ -40,44 +35,34 @@ class Attempt(Protocol):
     def status_code(self) -> int | None: ...
 
 
-def _ids(name: str, values: Sequence[UUID]) -> Any:
-    return bindparam(name, value=list(values), type_=ARRAY(PG_UUID(as_uuid=True)))
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Which way a batch of attempts moves the clock, by each integration's last word in it."""
 
+    recovered: list[UUID]
+    """Last word a success: the clock stops (`failing_since` cleared)."""
+    failing: list[UUID]
+    """Last word a failure: the clock starts where it is not running."""
+    restarted: list[UUID]
+    """Of `failing`, those a success earlier in the batch ended a stretch of: a new one starts
+    now, whether or not the clock was running."""
 
-async def move_clock(conn: AsyncConnection, records: Sequence[Attempt]) -> list[UUID]:
-    """Clear `failing_since` where the batch's last word was a success, start it where it was
-    a failure; returns the integrations whose last word was a failure."""
-    last: dict[UUID, bool] = {}
-    recovered: set[UUID] = set()
-    for r in records:  # in the order the attempts finished
-        if not r.succeeded and r.status_code == 429:
-            continue  # alive, asking us to slow down: neither a failure nor a recovery
-        if r.succeeded:
-            recovered.add(r.integration_id)
-        last[r.integration_id] = r.succeeded
-    ok = [i for i, succeeded in last.items() if succeeded]
-    failing = [i for i, succeeded in last.items() if not succeeded]
-    if ok:
-        await conn.execute(
-            update(integrations)
-            .where(
-                integrations.c.id == any_(_ids("ok", ok)), integrations.c.failing_since.is_not(None)
-            )
-            .values(failing_since=None)
+    @classmethod
+    def of(cls, records: Sequence[Attempt]) -> Clock:
+        last: dict[UUID, bool] = {}
+        succeeded: set[UUID] = set()
+        for r in records:  # in the order the attempts finished
+            if not r.succeeded and r.status_code == 429:
+                continue  # alive, asking us to slow down: neither a failure nor a recovery
+            if r.succeeded:
+                succeeded.add(r.integration_id)
+            last[r.integration_id] = r.succeeded
+        failing = [i for i, ok in last.items() if not ok]
+        return cls(
+            recovered=[i for i, ok in last.items() if ok],
+            failing=failing,
+            restarted=[i for i in failing if i in succeeded],
         )
-    if failing:
-        # A success earlier in this very batch ended the previous stretch: a new one starts now.
-        restarted = [i for i in failing if i in recovered]
-        await conn.execute(
-            update(integrations)
-            .where(
-                integrations.c.id == any_(_ids("failing", failing)),
-                integrations.c.failing_since.is_(None)
-                | (integrations.c.id == any_(_ids("restarted", restarted))),
-            )
-            .values(failing_since=func.now())
-        )
-    return failing
 
 
 def _duration(value: timedelta) -> str:
@@ -89,39 +74,44 @@ def _duration(value: timedelta) -> str:
     return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
-async def trip(conn: AsyncConnection, failing: Sequence[UUID], after: timedelta) -> dict[UUID, str]:
-    due = await conn.execute(
-        select(integrations.c.id, integrations.c.failing_since)
-        .where(
-            integrations.c.id == any_(_ids("failing", failing)),
-            integrations.c.enabled.is_(True),
-            integrations.c.deleted_at.is_(None),
-            integrations.c.failing_since < func.now() - after,
-        )
-        .with_for_update()
+def _reason(since: datetime, after: timedelta) -> str:
+    shown = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"Disabled by the circuit breaker: every delivery attempt since {shown} failed "
+        f"(more than {_duration(after)}); its pending jobs are held until it is enabled again"
     )
-    tripped: dict[UUID, str] = {}
-    for row in due:
-        since = row.failing_since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        reason = (
-            f"Disabled by the circuit breaker: every delivery attempt since {since} failed "
-            f"(more than {_duration(after)}); its pending jobs are held until it is enabled again"
-        )
-        await conn.execute(
-            update(integrations)
-            .where(integrations.c.id == row.id)
-            .values(enabled=False, disabled_reason=reason, updated_at=func.now())
-        )
-        await hold_pending(conn, row.id)
-        tripped[row.id] = reason
+
+
+async def trip(
+    db: asyncpg.Connection, candidates: Sequence[UUID], after: timedelta
+) -> dict[UUID, str]:
+    """Switch off those of `candidates` still enabled and failing for longer than `after`, and
+    hold their pending jobs; returns them with their `disabled_reason`."""
+    due = await db.fetch(_DUE, list(candidates), after)
+    if not due:
+        return {}
+    tripped = {row[0]: _reason(row[1], after) for row in due}
+    await db.execute(_TRIP, list(tripped), list(tripped.values()))
     return tripped
 
 
-async def hold_pending(conn: AsyncConnection, integration_id: UUID) -> int:
-    """Hold the integration's waiting jobs (the circuit breaker switched it off)."""
-    result = await conn.execute(
-        update(jobs)
-        .where(jobs.c.integration_id == integration_id, jobs.c.status == _PENDING)
-        .values(status="held", next_attempt_at=None, updated_at=func.now())
+#: Locked, so that a concurrent change (enabling it, another worker tripping it) is seen.
+_DUE = """
+    SELECT id, failing_since
+    FROM integrations
+    WHERE id = ANY($1::uuid[]) AND enabled AND deleted_at IS NULL
+      AND failing_since < now() - $2::interval
+    FOR UPDATE
+"""
+
+_TRIP = """
+    WITH switched_off AS (
+        UPDATE integrations AS i
+        SET enabled = false, disabled_reason = t.reason, updated_at = now()
+        FROM unnest($1::uuid[], $2::text[]) AS t(id, reason)
+        WHERE i.id = t.id
     )
-    return result.rowcount
+    UPDATE integration_jobs
+    SET status = 'held', next_attempt_at = NULL, updated_at = now()
+    WHERE integration_id = ANY($1::uuid[]) AND status = 'pending'
+"""

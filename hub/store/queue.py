@@ -45,23 +45,23 @@ from sqlalchemy import (
     String,
     Table,
     all_,
-    any_,
     bindparam,
     case,
     func,
     insert,
     literal_column,
+    null,
     select,
-    text,
     union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnClause
-from uuid_utils.compat import uuid7
 
+from hub.ids import uuid7
 from hub.store import breaker
 from hub.store.models import Integration, IntegrationJob, IntegrationLog
 from hub.store.records import JobRecord
@@ -80,11 +80,8 @@ _PENDING: ColumnClause[str] = literal_column("'pending'")
 _DELIVERING: ColumnClause[str] = literal_column("'delivering'")
 _HELD: ColumnClause[str] = literal_column("'held'")
 _UUIDS = ARRAY(PG_UUID(as_uuid=True))
-
-
-def _ids(name: str, values: Sequence[UUID]) -> Any:
-    """An array parameter, for `= ANY(...)`: one statement text whatever the number of ids."""
-    return bindparam(name, value=list(values), type_=_UUIDS)
+#: What statements run on the driver connection are compiled for (`_Compiled`).
+_DRIVER_DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]  # SQLAlchemy: untyped
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,10 +199,14 @@ class ClaimedJob:
     """Attempts per second the integration accepts (per worker); None: no limit."""
     integration_tripped: bool
     """The circuit breaker has the integration switched off: the job is to be held."""
+    integration_updated_at: datetime
+    """Bumped by every change to the integration (configuration, secrets, enabling): with
+    `previous_signing_secret` (which lapses without a change) it names the version of the
+    delivery target, so a worker may keep targets it built and rebuild them when this moves."""
 
 
 async def claim(
-    conn: AsyncConnection,
+    db: asyncpg.Connection,
     *,
     owner: str,
     limit: int,
@@ -220,34 +221,60 @@ async def claim(
     rate-limited ones without capacity) and those at their `max_in_flight` are not scanned; of
     the others at most `max_in_flight` minus their jobs in flight, and at most ``ceil(rate_limit)``
     for a rate-limited one, are taken. See the module docstring.
+
+    Runs on the driver connection (`hub.store.engine.driver`) as a prepared statement; its lease
+    is taken in the caller's transaction, if there is one.
     """
     if limit <= 0:
         return []
     params = _claim_params(
         owner=owner, limit=limit, lease=lease, retry_limit=retry_limit, excluded=excluded
     )
-    return [
-        ClaimedJob(
-            id=row.id,
-            store_id=row.store_id,
-            event_id=row.event_id,
-            integration_id=row.integration_id,
-            triggered_by=row.triggered_by,
-            attempt=row.attempts + 1,
-            payload=row.payload,
-            event_time=row.event_time,
-            integration_name=row.name,
-            integration_description=row.description,
-            integration_type=row.integration_type,
-            configuration=row.configuration,
-            signing_secret=row.signing_secret,
-            previous_signing_secret=row.previous_signing_secret,
-            integration_live=row.live,
-            rate_limit=row.rate_limit,
-            integration_tripped=row.tripped,
-        )
-        for row in await conn.execute(_claim_template(), params)
-    ]
+    statement = _claim_sql()
+    return [_claimed(*row) for row in await db.fetch(statement.sql, *statement.args(params))]
+
+
+def _claimed(
+    job_id: UUID,
+    store_id: UUID,
+    event_id: UUID,
+    integration_id: UUID,
+    triggered_by: str,
+    attempts: int,
+    payload: dict[str, Any],
+    event_time: datetime,
+    name: str,
+    description: str | None,
+    integration_type: str,
+    configuration: dict[str, Any],
+    signing_secret: str,
+    previous_signing_secret: str | None,
+    live: bool,
+    rate_limit: float | None,
+    tripped: bool,
+    updated_at: datetime,
+) -> ClaimedJob:
+    """A claimed row, its columns in the order of the claim's RETURNING."""
+    return ClaimedJob(
+        id=job_id,
+        store_id=store_id,
+        event_id=event_id,
+        integration_id=integration_id,
+        triggered_by=triggered_by,
+        attempt=attempts + 1,
+        payload=payload,
+        event_time=event_time,
+        integration_name=name,
+        integration_description=description,
+        integration_type=integration_type,
+        configuration=configuration,
+        signing_secret=signing_secret,
+        previous_signing_secret=previous_signing_secret,
+        integration_live=live,
+        rate_limit=rate_limit,
+        integration_tripped=tripped,
+        integration_updated_at=updated_at,
+    )
 
 
 def _claim_params(
@@ -286,9 +313,42 @@ def claim_statement(
 
 @functools.cache
 def _claim_template() -> Any:
-    """The claim statement with bind parameters, built once: reused as is, its cache key is
-    memoised and its compiled form comes from SQLAlchemy's cache (no per-claim building)."""
+    """The claim statement with bind parameters (no values), built once."""
     return _build_claim(None)
+
+
+@functools.cache
+def _claim_sql() -> _Compiled:
+    """The claim statement compiled once for the driver connection: SQLAlchemy builds and
+    compiles nothing per claim, and asyncpg prepares its text once per connection."""
+    return _Compiled.of(_claim_template())
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A Core statement compiled once for the driver connection (asyncpg): its SQL text, with
+    `$n` placeholders, and the names of its bind parameters in `$n` order.
+
+    Its parameters are passed as asyncpg takes them, without SQLAlchemy's type processing: a
+    statement compiled here binds no constants (those are literals) and no JSON.
+    """
+
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, statement: Any) -> _Compiled:
+        compiled = statement.compile(dialect=_DRIVER_DIALECT)
+        names = tuple(compiled.positiontup or ())
+        for name in names:
+            if compiled.binds[name].value is not None:
+                raise ValueError(f"{name!r} is a bound constant: make it a literal")
+        if "POSTCOMPILE" in compiled.string:
+            raise ValueError("an expanding IN cannot be compiled once; use = ANY(array)")
+        return cls(compiled.string, names)
+
+    def args(self, values: dict[str, Any]) -> list[Any]:
+        return [values[name] for name in self.names]
 
 
 def _build_claim(values: dict[str, Any] | None) -> Any:
@@ -343,10 +403,13 @@ def _build_claim(values: dict[str, Any] | None) -> Any:
     candidates = union_all(select(first_lane), select(retry_lane)).cte("candidates")
     unlimited = limit
     room = func.least(
-        func.coalesce(integrations.c.max_in_flight - func.coalesce(inflight.c.n, 0), unlimited),
+        func.coalesce(
+            integrations.c.max_in_flight - func.coalesce(inflight.c.n, literal_column("0")),
+            unlimited,
+        ),
         case(
             (integrations.c.rate_limit.is_(None), unlimited),
-            else_=func.greatest(1, func.ceil(integrations.c.rate_limit)),
+            else_=func.greatest(literal_column("1"), func.ceil(integrations.c.rate_limit)),
         ),
     )
     ranked = (
@@ -382,7 +445,7 @@ def _build_claim(values: dict[str, Any] | None) -> Any:
             integrations.c.id == jobs.c.integration_id,
         )
         .values(
-            status="delivering",
+            status=_DELIVERING,
             lease_owner=param("owner", String),
             lease_expires_at=func.now() + param("lease", Interval),
             updated_at=func.now(),
@@ -415,6 +478,7 @@ def _build_claim(values: dict[str, Any] | None) -> Any:
                 & integrations.c.deleted_at.is_(None)
                 & integrations.c.failing_since.is_not(None)
             ).label("tripped"),
+            integrations.c.updated_at.label("integration_updated_at"),
         )
     )
 
@@ -439,27 +503,6 @@ class AttemptRecord:
     """Set when the outcome disables the integration (410 Gone)."""
 
 
-_RECORD_JOBS = text(
-    """
-    UPDATE integration_jobs AS j
-    SET status = v.status,
-        attempts = v.attempt,
-        next_attempt_at = v.next_attempt_at,
-        last_error = v.last_error,
-        completed_at = CASE WHEN v.status IN ('succeeded', 'failed') THEN now() END,
-        lease_owner = NULL,
-        lease_expires_at = NULL,
-        updated_at = now()
-    FROM unnest(
-        CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:attempts AS int[]),
-        CAST(:next_at AS timestamptz[]), CAST(:errors AS text[])
-    ) AS v(id, status, attempt, next_attempt_at, last_error)
-    WHERE j.id = v.id AND j.status = 'delivering' AND j.lease_owner = :owner
-    RETURNING j.id
-    """
-)
-
-
 @dataclass(frozen=True, slots=True)
 class Recorded:
     """What a batch of records did beyond writing its logs."""
@@ -471,61 +514,126 @@ class Recorded:
 
 
 async def record_attempts(
-    conn: AsyncConnection,
+    db: asyncpg.Connection,
     owner: str,
     records: Sequence[AttemptRecord],
     *,
     breaker_after: timedelta | None = None,
 ) -> Recorded:
-    """Write one log per attempt and move each job on, in the caller's transaction.
+    """Write one log per attempt and move each job on, atomically.
 
     A log is written for every attempt that ran, even when the lease was lost meanwhile; the
     job itself is only moved on while `owner` still holds it. The circuit breaker's clock moves
     in the same transaction; with `breaker_after` (None or zero: no breaker) an integration
     failing for longer is switched off and its pending jobs held.
+
+    One statement (`_RECORD`) writes the logs, moves the jobs and the breaker's clock, and names
+    the integrations failing for longer than `breaker_after`. That is all a batch whose
+    integrations' last word was a success needs: on a connection in autocommit it runs alone,
+    one round trip. A batch that may disable an integration (a 410, or a failure with the
+    breaker on) takes more statements, in the caller's transaction or else one of its own.
     """
     if not records:
         return Recorded(set(), {})
-    await conn.execute(
-        insert(logs),
-        [
-            {
-                "id": uuid7(),
-                "store_id": r.store_id,
-                "integration_id": r.integration_id,
-                "job_id": r.job_id,
-                "attempt": r.attempt,
-                "succeeded": r.succeeded,
-                "processing_time": r.processing_time,
-                "status_code": r.status_code,
-                "body": r.body,
-                "error_detail": r.error_detail,
-            }
-            for r in records
-        ],
+    clock = breaker.Clock.of(records)
+    disabling = [(r.integration_id, r.disable_reason) for r in records if r.disable_reason]
+    if disabling or (breaker_after and clock.failing):
+        async with db.transaction():  # a savepoint inside the caller's transaction
+            return await _record(db, owner, records, clock, disabling, breaker_after)
+    return await _record(db, owner, records, clock, disabling, breaker_after)
+
+
+async def _record(
+    db: asyncpg.Connection,
+    owner: str,
+    records: Sequence[AttemptRecord],
+    clock: breaker.Clock,
+    disabling: Sequence[tuple[UUID, str]],
+    breaker_after: timedelta | None,
+) -> Recorded:
+    rows = await db.fetch(
+        _RECORD,
+        owner,
+        [uuid7() for _ in records],
+        [r.job_id for r in records],
+        [r.store_id for r in records],
+        [r.integration_id for r in records],
+        [r.attempt for r in records],
+        [r.succeeded for r in records],
+        [r.processing_time for r in records],
+        [r.status_code for r in records],
+        [r.body for r in records],
+        [r.error_detail for r in records],
+        [r.status for r in records],
+        [r.next_attempt_at for r in records],
+        clock.recovered,
+        clock.failing,
+        clock.restarted,
+        breaker_after or None,
     )
-    moved = {
-        row.id
-        for row in await conn.execute(
-            _RECORD_JOBS,
-            {
-                "owner": owner,
-                "ids": [r.job_id for r in records],
-                "statuses": [r.status for r in records],
-                "attempts": [r.attempt for r in records],
-                "next_at": [r.next_attempt_at for r in records],
-                "errors": [None if r.succeeded else r.error_detail for r in records],
-            },
+    moved = {row[0] for row in rows if not row[1]}
+    overdue = [row[0] for row in rows if row[1]]
+    for integration_id, reason in disabling:
+        await disable_integration(
+            db, integration_id, reason, failing=integration_id in clock.failing
         )
-    }
-    for r in records:
-        if r.disable_reason is not None:
-            await disable_integration(conn, r.integration_id, r.disable_reason)
-    failing = await breaker.move_clock(conn, records)
     tripped: dict[UUID, str] = {}
-    if failing and breaker_after:
-        tripped = await breaker.trip(conn, failing, breaker_after)
+    if overdue and breaker_after:
+        tripped = await breaker.trip(db, overdue, breaker_after)
     return Recorded(moved, tripped)
+
+
+#: The logs, the jobs and the breaker's clock (`breaker.Clock`) of a batch of attempts in one
+#: statement (data-modifying WITHs run whether or not the outer query reads them), from arrays:
+#: one statement text whatever the batch size. It returns the jobs moved on (`false`) and the
+#: integrations whose failing stretch is older than $17 (`true`: to be tripped). Every part of
+#: a statement sees the rows as they were before it; the clock's updates leave a running
+#: stretch untouched unless it restarts, so the last part reads the stretch the clock leaves.
+_RECORD = """
+    WITH attempts AS (
+        SELECT *
+        FROM unnest(
+            $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::int[], $7::boolean[],
+            $8::float8[], $9::int[], $10::text[], $11::text[], $12::text[], $13::timestamptz[]
+        ) AS a(
+            id, job_id, store_id, integration_id, attempt, succeeded,
+            processing_time, status_code, body, error_detail, status, next_attempt_at
+        )
+    ), logged AS (
+        INSERT INTO integration_logs (
+            id, store_id, integration_id, job_id, attempt, succeeded, processing_time,
+            status_code, body, error_detail
+        )
+        SELECT id, store_id, integration_id, job_id, attempt, succeeded, processing_time,
+               status_code, body, error_detail
+        FROM attempts
+    ), moved AS (
+        UPDATE integration_jobs AS j
+        SET status = a.status,
+            attempts = a.attempt,
+            next_attempt_at = a.next_attempt_at,
+            last_error = CASE WHEN a.succeeded THEN NULL ELSE a.error_detail END,
+            completed_at = CASE WHEN a.status IN ('succeeded', 'failed') THEN now() END,
+            lease_owner = NULL,
+            lease_expires_at = NULL,
+            updated_at = now()
+        FROM attempts AS a
+        WHERE j.id = a.job_id AND j.status = 'delivering' AND j.lease_owner = $1
+        RETURNING j.id
+    ), recovered AS (
+        UPDATE integrations SET failing_since = NULL
+        WHERE id = ANY($14::uuid[]) AND failing_since IS NOT NULL
+    ), failing AS (
+        UPDATE integrations SET failing_since = now()
+        WHERE id = ANY($15::uuid[]) AND (failing_since IS NULL OR id = ANY($16::uuid[]))
+    )
+    SELECT id, false FROM moved
+    UNION ALL
+    SELECT id, true
+    FROM integrations
+    WHERE id = ANY($15::uuid[]) AND NOT id = ANY($16::uuid[])
+      AND enabled AND deleted_at IS NULL AND failing_since < now() - $17::interval
+"""
 
 
 async def resume_held(conn: AsyncConnection, integration_id: UUID) -> int:
@@ -540,67 +648,97 @@ async def resume_held(conn: AsyncConnection, integration_id: UUID) -> int:
     return result.rowcount
 
 
-async def disable_integration(conn: AsyncConnection, integration_id: UUID, reason: str) -> None:
-    """Switch an integration off with a visible reason and cancel its pending jobs."""
-    await conn.execute(
-        update(integrations)
-        .where(integrations.c.id == integration_id)
-        .values(enabled=False, disabled_reason=reason, failing_since=None, updated_at=func.now())
-    )
-    await cancel_pending(conn, integration_id, reason="the integration was disabled")
+async def disable_integration(
+    db: asyncpg.Connection, integration_id: UUID, reason: str, *, failing: bool
+) -> None:
+    """Switch an integration off with a visible reason (a 410) and cancel its pending jobs.
+
+    `failing`: the recorded batch's last word for it was a failure, so the breaker's clock runs
+    from now (as if it had been moved after the switch-off); otherwise it is stopped.
+    """
+    await db.execute(_DISABLE, integration_id, reason, failing)
+    cancel = _cancel_pending_sql()
+    values = {"of": integration_id, "reason": "the integration was disabled"}
+    await db.execute(cancel.sql, *cancel.args(values))
+
+
+_DISABLE = """
+    UPDATE integrations
+    SET enabled = false,
+        disabled_reason = $2,
+        failing_since = CASE WHEN $3::boolean THEN now() END,
+        updated_at = now()
+    WHERE id = $1
+"""
 
 
 async def cancel_pending(conn: AsyncConnection, integration_id: UUID, *, reason: str) -> int:
     """Cancel the integration's jobs that are waiting (or held); jobs in flight finish their
     attempt."""
     result = await conn.execute(
-        update(jobs)
-        .where(jobs.c.integration_id == integration_id, jobs.c.status.in_(("pending", "held")))
-        .values(
-            status="cancelled",
-            last_error=reason,
-            next_attempt_at=None,
-            completed_at=func.now(),
-            updated_at=func.now(),
-        )
+        _cancel_pending_template(), {"of": integration_id, "reason": reason}
     )
     return result.rowcount
 
 
-async def hold_claimed(conn: AsyncConnection, owner: str, job_ids: Sequence[UUID]) -> None:
-    """Hold claimed jobs whose integration the circuit breaker switched off meanwhile."""
-    if not job_ids:
-        return
-    await conn.execute(
+@functools.cache
+def _cancel_pending_template() -> Any:
+    """`cancel_pending`'s statement: SQLAlchemy runs it for the API, asyncpg for a 410."""
+    return (
         update(jobs)
-        .where(jobs.c.id == any_(_ids("ids", job_ids)), jobs.c.lease_owner == owner)
-        .values(
-            status="held",
-            next_attempt_at=None,
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=func.now(),
+        .where(
+            jobs.c.integration_id == bindparam("of", type_=PG_UUID(as_uuid=True)),
+            jobs.c.status.in_([_PENDING, _HELD]),
         )
-    )
-
-
-async def cancel_claimed(conn: AsyncConnection, owner: str, job_ids: Sequence[UUID]) -> None:
-    """Cancel claimed jobs whose integration went away before their attempt ran."""
-    if not job_ids:
-        return
-    await conn.execute(
-        update(jobs)
-        .where(jobs.c.id.in_(list(job_ids)), jobs.c.lease_owner == owner)
         .values(
-            status="cancelled",
-            last_error="the integration was disabled or deleted",
-            next_attempt_at=None,
-            lease_owner=None,
-            lease_expires_at=None,
+            status=literal_column("'cancelled'"),
+            last_error=bindparam("reason", type_=String),
+            next_attempt_at=null(),
             completed_at=func.now(),
             updated_at=func.now(),
         )
     )
+
+
+@functools.cache
+def _cancel_pending_sql() -> _Compiled:
+    return _Compiled.of(_cancel_pending_template())
+
+
+async def hold_claimed(db: asyncpg.Connection, owner: str, job_ids: Sequence[UUID]) -> None:
+    """Hold claimed jobs whose integration the circuit breaker switched off meanwhile."""
+    if job_ids:
+        await db.execute(_HOLD_CLAIMED, list(job_ids), owner)
+
+
+_HOLD_CLAIMED = """
+    UPDATE integration_jobs
+    SET status = 'held',
+        next_attempt_at = NULL,
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        updated_at = now()
+    WHERE id = ANY($1::uuid[]) AND lease_owner = $2
+"""
+
+
+async def cancel_claimed(db: asyncpg.Connection, owner: str, job_ids: Sequence[UUID]) -> None:
+    """Cancel claimed jobs whose integration went away before their attempt ran."""
+    if job_ids:
+        await db.execute(_CANCEL_CLAIMED, list(job_ids), owner)
+
+
+_CANCEL_CLAIMED = """
+    UPDATE integration_jobs
+    SET status = 'cancelled',
+        last_error = 'the integration was disabled or deleted',
+        next_attempt_at = NULL,
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        completed_at = now(),
+        updated_at = now()
+    WHERE id = ANY($1::uuid[]) AND lease_owner = $2
+"""
 
 
 async def release(conn: AsyncConnection, owner: str, job_ids: Sequence[UUID]) -> int:
@@ -626,32 +764,34 @@ async def release(conn: AsyncConnection, owner: str, job_ids: Sequence[UUID]) ->
     return result.rowcount
 
 
-async def release_stalled(conn: AsyncConnection) -> int:
+async def release_stalled(db: asyncpg.Connection) -> int:
     """Put jobs whose lease expired (their worker died) back to pending, due now."""
-    result = await conn.execute(
-        update(jobs)
-        .where(jobs.c.status == "delivering", jobs.c.lease_expires_at < func.now())
-        .values(
-            status="pending",
-            lease_owner=None,
-            lease_expires_at=None,
-            next_attempt_at=func.now(),
-            updated_at=func.now(),
-        )
-    )
-    return result.rowcount
+    status: str = await db.execute(_RELEASE_STALLED)
+    return int(status.rpartition(" ")[2])
 
 
-async def next_due_in(conn: AsyncConnection) -> float | None:
+_RELEASE_STALLED = """
+    UPDATE integration_jobs
+    SET status = 'pending',
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        next_attempt_at = now(),
+        updated_at = now()
+    WHERE status = 'delivering' AND lease_expires_at < now()
+"""
+
+
+async def next_due_in(db: asyncpg.Connection) -> float | None:
     """Seconds until the earliest pending job is due (≤ 0: due now); None when none waits."""
-    value = (
-        await conn.execute(
-            select(func.extract("epoch", func.min(jobs.c.next_attempt_at) - func.now())).where(
-                jobs.c.status == "pending"
-            )
-        )
-    ).scalar_one()
+    value = await db.fetchval(_NEXT_DUE_IN)
     return None if value is None else float(value)
+
+
+_NEXT_DUE_IN = """
+    SELECT extract(epoch FROM min(next_attempt_at) - now())
+    FROM integration_jobs
+    WHERE status = 'pending'
+"""
 
 
 async def retry_job(conn: AsyncConnection, job: JobRecord) -> JobRecord:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deliverers.webhook import NON_2XX_DETAIL
 from hub.store import queue
-from hub.store.engine import create_engine
+from hub.store.engine import create_engine, driver
 from tests.acceptance.helpers import (
     Processes,
     Sink,
@@ -221,10 +221,10 @@ async def test_a_job_whose_lease_expired_is_claimed_again_and_delivered(
         await api.create_webhook(sink.url)
         await api.publish(3)
         claimed_at = time.monotonic()
-        async with engine.begin() as conn:
+        async with driver(engine, transaction=True) as db:
             # A worker that claims a job and vanishes without a trace.
             [abandoned] = await queue.claim(
-                conn, owner="gone-host:1:deadbeef", limit=1, lease=timedelta(seconds=0.5)
+                db, owner="gone-host:1:deadbeef", limit=1, lease=timedelta(seconds=0.5)
             )
         assert abandoned.attempt == 1
         try:

@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from hub.dispatch.limits import retry_slots
 from hub.store import queue
+from hub.store.engine import driver
 from tests.conftest import event_body, settings_for, webhook_integration
 from tests.integration.reliability_helpers import ScriptedDeliverer, status_counts
 from tests.integration.stack import Stack, eventually, hub_stack
@@ -58,8 +59,8 @@ async def make_retries(stack: Stack, integration_id: str) -> None:
 
 
 async def claim(stack: Stack, limit: int, **options: Any) -> list[queue.ClaimedJob]:
-    async with stack.engine.begin() as conn:
-        return await queue.claim(conn, owner="test:1:claims", limit=limit, lease=LEASE, **options)
+    async with driver(stack.engine, transaction=True) as db:
+        return await queue.claim(db, owner="test:1:claims", limit=limit, lease=LEASE, **options)
 
 
 def of(jobs: list[queue.ClaimedJob], integration_id: str) -> list[queue.ClaimedJob]:
@@ -126,9 +127,9 @@ async def test_an_integration_at_its_max_in_flight_is_skipped_and_blocks_no_one_
 
     # One attempt finishes: one more may go.
     done = of(first, limited)[0]
-    async with stack.engine.begin() as conn:
+    async with driver(stack.engine, transaction=True) as db:
         await queue.record_attempts(
-            conn,
+            db,
             "test:1:claims",
             [
                 queue.AttemptRecord(
