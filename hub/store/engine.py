@@ -97,6 +97,11 @@ def _note_idle_since(dbapi_connection: Any, record: ConnectionPoolEntry, *_args:
 
 
 def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    if dbapi_connection._connection.is_closed():
+        # Lost while the driver connection was in use (`driver`): SQLAlchemy never saw the
+        # error, so the pool still holds it; handing it out would fail the next statement with
+        # "another operation is in progress".
+        raise DisconnectionError("the connection was lost")
     idle_since = record.info.get("idle_since")
     if idle_since is not None and time.monotonic() - idle_since < PING_IDLE_SECONDS:
         return
