@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -118,6 +118,17 @@ async def hub_stack(
             await stack.stop_workers()
         await registry.aclose()
         await engine.dispose()
+
+
+@dataclass
+class Recorder:
+    """A `sink_server` handler that keeps each request's headers and body and answers 200."""
+
+    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append((dict(request.headers), await request.read()))
+        return web.Response(text="ok")
 
 
 @contextlib.asynccontextmanager

@@ -5,13 +5,12 @@ effect at the next delivery, through the real path (API → database → claim �
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -23,31 +22,22 @@ from hub.dispatch.worker import Targets
 from hub.ssrf import LOOPBACK
 from hub.store.queue import ClaimedJob
 from tests.conftest import event_body, settings_for, webhook_integration
-from tests.integration.stack import Stack, eventually, hub_stack, sink_server
-
-
-@dataclass
-class Sink:
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append((dict(request.headers), await request.read()))
-        return web.Response(text="ok")
+from tests.integration.stack import Recorder, Stack, eventually, hub_stack, sink_server
 
 
 @dataclass
 class Env:
     stack: Stack
-    first: Sink
+    first: Recorder
     first_url: str
-    second: Sink
+    second: Recorder
     second_url: str
     integration: str
 
 
 @pytest.fixture
 async def env(fresh_db: str) -> AsyncIterator[Env]:
-    first, second = Sink(), Sink()
+    first, second = Recorder(), Recorder()
     settings = settings_for(fresh_db)
     async with (
         sink_server(first.handle) as first_url,
@@ -61,7 +51,7 @@ async def env(fresh_db: str) -> AsyncIterator[Env]:
         yield Env(stack, first, first_url, second, second_url, integration)
 
 
-async def delivered(env: Env, sink: Sink) -> tuple[dict[str, str], bytes]:
+async def delivered(env: Env, sink: Recorder) -> tuple[dict[str, str], bytes]:
     """Publish one event; the request it arrived as at `sink`."""
     before = len(sink.requests)
     await env.stack.publish(event_body())

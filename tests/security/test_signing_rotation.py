@@ -4,28 +4,18 @@ the grace period (two Standard Webhooks signatures), then only the new one."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiohttp import web
 from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from deliverers.webhook import WebhookDeliverer
 from hub.ssrf import LOOPBACK
 from tests.conftest import event_body, settings_for, webhook_integration
-from tests.integration.stack import Stack, eventually, hub_stack, sink_server
-
-
-@dataclass
-class Recorder:
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append((dict(request.headers), await request.read()))
-        return web.Response(text="ok")
+from tests.integration.stack import Recorder, Stack, eventually, hub_stack, sink_server
 
 
 @dataclass
