@@ -106,7 +106,7 @@ class Profiler:
 
 
 def _function(frame: str) -> str:
-    """`'claim (hub/store/queue.py)'` stays as it is; thread/process frames are dropped."""
+    """`'claim (hub/store/claiming.py)'` stays as it is; thread/process frames are dropped."""
     return frame.strip()
 
 

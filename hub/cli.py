@@ -24,7 +24,7 @@ from hub.errors import ConfigurationError, SecretsUnreadable
 from hub.logconfig import configure_logging
 from hub.settings import Settings
 from hub.ssrf import LOOPBACK
-from hub.store import repository
+from hub.store import stores
 from hub.store.engine import create_engine, database_url, driver_of, migrate, migrate_url
 from hub.store.models import ROLES
 
@@ -124,9 +124,9 @@ async def _keys(args: argparse.Namespace, url: str) -> int:
                         file=sys.stderr,
                     )
                     return 2
-                store = await repository.ensure_store(conn, args.store)
+                store = await stores.ensure_store(conn, args.store)
                 new = generate_key()
-                record = await repository.insert_key(
+                record = await stores.insert_key(
                     conn, store_id=store.id, role=args.role, prefix=new.prefix, key_hash=new.digest
                 )
                 print(
@@ -136,7 +136,7 @@ async def _keys(args: argparse.Namespace, url: str) -> int:
                 print(new.key)
             elif args.keys_command == "list":
                 print(f"{'id':36}  {'store':20}  {'role':8}  {'prefix':17}  {'created':20}  status")
-                for key in await repository.list_keys(conn):
+                for key in await stores.list_keys(conn):
                     status = "revoked" if key.revoked_at else "active"
                     print(
                         f"{key.id!s:36}  {key.store_name:20}  {key.role:8}  hub_{key.prefix:13}  "
@@ -151,7 +151,7 @@ async def _keys(args: argparse.Namespace, url: str) -> int:
                         file=sys.stderr,
                     )
                     return 2
-                if not await repository.revoke_key(conn, key_id):
+                if not await stores.revoke_key(conn, key_id):
                     print(f"hub: no active key {key_id}", file=sys.stderr)
                     return 1
                 print(f"revoked key {key_id}")
@@ -169,15 +169,13 @@ async def _dev_key(url: str, existing: str | None) -> str:
             if existing:
                 prefix = key_prefix(existing)
                 found = (
-                    await repository.find_active_key(await driver_of(conn), prefix)
-                    if prefix
-                    else None
+                    await stores.find_active_key(await driver_of(conn), prefix) if prefix else None
                 )
                 if found is not None and key_matches(existing, found[1]):
                     return existing
-            store = await repository.ensure_store(conn, DEV_STORE)
+            store = await stores.ensure_store(conn, DEV_STORE)
             new = generate_key()
-            await repository.insert_key(
+            await stores.insert_key(
                 conn, store_id=store.id, role="admin", prefix=new.prefix, key_hash=new.digest
             )
             return new.key

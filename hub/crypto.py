@@ -18,8 +18,9 @@ always starts with `whsec_`. `v1` names this scheme (Fernet), leaving room for a
 without a marker are read as clear text: rows written before encryption keep working until
 `hub secrets rotate` encrypts them.
 
-**Where.** The store encrypts on write and decrypts on read (`hub.store.repository`,
-`hub.store.queue`), so every layer above it sees clear values and the API masks them. The keyring
+**Where.** The store encrypts on write and decrypts on read (`hub.store.integrations`; the claim
+hands the worker stored values, which it opens), so every layer above it sees clear values and the
+API masks them. The keyring
 is process-wide, like the logging configuration: the entry points `install` it once from the
 settings, so that no query needs a key parameter. Clear secrets never reach logs or errors:
 `SecretsUnreadable` names no value.

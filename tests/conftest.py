@@ -25,7 +25,7 @@ from hub.api.app import create_app
 from hub.auth import generate_key
 from hub.settings import Settings
 from hub.ssrf import LOOPBACK
-from hub.store import repository
+from hub.store import stores
 from hub.store.engine import create_engine, migrate, plain_url
 
 ADMIN_URL = os.environ.get("HUB_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -140,10 +140,10 @@ class Tenant:
 async def make_tenant(engine: AsyncEngine, name: str | None = None) -> Tenant:
     tenant = Tenant(name or f"store-{secrets.token_hex(4)}")
     async with engine.begin() as conn:
-        store = await repository.ensure_store(conn, tenant.name)
+        store = await stores.ensure_store(conn, tenant.name)
         for role in ("view", "manage", "publish", "admin"):
             new = generate_key()
-            await repository.insert_key(
+            await stores.insert_key(
                 conn, store_id=store.id, role=role, prefix=new.prefix, key_hash=new.digest
             )
             tenant.keys[role] = new.key

@@ -1,7 +1,7 @@
 """Backlog: claiming with a million due jobs in the table, and a worker's memory meanwhile.
 
 The API and the worker are stopped first. The claim is timed from this process, calling
-`hub.store.queue.claim` (the worker's own statement, on the hub's engine's driver connection)
+`hub.store.claiming.claim` (the worker's own statement, on the hub's engine's driver connection)
 with the worker's limit, each claim in its own committed transaction, on two tables:
 near-empty (a few thousand due jobs) and with the backlog (inserted with `INSERT … SELECT
 generate_series`, one event row reused, all for the webhook to the sink, due over the last
@@ -24,7 +24,7 @@ from bench.client import EVENT_KEY, payload
 from bench.context import Bench
 from bench.procstats import cpu_seconds, rss_mb
 from bench.stats import Millis, rate
-from hub.store import queue
+from hub.store import claiming
 from hub.store.engine import create_engine, driver
 
 CHUNK = 100_000
@@ -95,7 +95,7 @@ async def _claims(bench: Bench, due: int) -> ClaimFigures:
         for n in range(bench.config.claim_repeats + 2):
             started = time.perf_counter()
             async with driver(engine, transaction=True) as db:
-                jobs = await queue.claim(db, owner=OWNER, limit=limit, lease=lease)
+                jobs = await claiming.claim(db, owner=OWNER, limit=limit, lease=lease)
             if n >= 2:  # the first two open the connection and warm the caches
                 durations.append(time.perf_counter() - started)
                 claimed.append(len(jobs))

@@ -26,7 +26,7 @@ from hub.errors import (
 from hub.events import EventCatalogue
 from hub.services.validation import problems
 from hub.settings import Settings
-from hub.store import repository
+from hub.store import stores
 from hub.store.engine import driver
 from hub.store.records import Page
 
@@ -110,7 +110,7 @@ async def authorize(request: web.Request, permission: Permission) -> Principal:
     # One prepared statement in autocommit on the driver connection: no BEGIN or ROLLBACK round
     # trips, and none of SQLAlchemy's per-statement work, on every request.
     async with driver(request.app[ENGINE]) as db:
-        found = await repository.find_active_key(db, prefix)
+        found = await stores.find_active_key(db, prefix)
     if found is None or not key_matches(token, found[1]):
         raise Unauthorized()
     key = found[0]
@@ -125,7 +125,7 @@ async def authorize(request: web.Request, permission: Permission) -> Principal:
         if not principal.can(Permission.ANY_STORE):
             raise Forbidden("Only admin keys may act on another store (X-Hub-Store)")
         async with request.app[ENGINE].connect() as conn:
-            store = await repository.get_store_by_name(conn, wanted)
+            store = await stores.get_store_by_name(conn, wanted)
         if store is None:
             raise NotFound(f"There is no store named {wanted!r}")
         principal = Principal(key.id, key.role, store.id, store.name)

@@ -46,7 +46,7 @@ from hub.services import jobs as job_service
 from hub.services import replay as replay_service
 from hub.services.validation import problems
 from hub.ssrf import SsrfGuard
-from hub.store import repository
+from hub.store import integrations, jobs, logs
 from hub.store.models import JOB_STATUSES
 
 routes = web.RouteTableDef()
@@ -100,13 +100,13 @@ async def list_integrations(request: web.Request) -> web.Response:
         # A concrete key finds every integration that would receive it (wildcards included);
         # a wildcard finds the integrations that list that very wildcard.
         observes_any = match_candidates(observes) if is_valid_key(observes) else (observes,)
-    flt = repository.IntegrationFilter(
+    flt = integrations.IntegrationFilter(
         enabled=bool_filter(request, "filter[enabled]"),
         integration_type=integration_type,
         observes_any=observes_any,
     )
     async with request.app[ENGINE].connect() as conn:
-        page = await repository.list_integrations(
+        page = await integrations.list_integrations(
             conn, principal.store_id, flt, limit=params.limit, offset=params.offset
         )
     base = _base(request)
@@ -116,7 +116,7 @@ async def list_integrations(request: web.Request) -> web.Response:
 @routes.get("/v2/integrations/logs")
 async def list_store_logs(request: web.Request) -> web.Response:
     principal = await authorize(request, Permission.READ)
-    return await _logs(request, principal.store_id, repository.LogFilter())
+    return await _logs(request, principal.store_id, logs.LogFilter())
 
 
 @routes.get("/v2/integrations/{id}")
@@ -124,7 +124,7 @@ async def get_integration(request: web.Request) -> web.Response:
     principal = await authorize(request, Permission.READ)
     integration_id = path_uuid(request, "id")
     async with request.app[ENGINE].connect() as conn:
-        record = await repository.get_integration(conn, principal.store_id, integration_id)
+        record = await integrations.get_integration(conn, principal.store_id, integration_id)
     if record is None:
         raise NotFound()
     return model_response(integration_out(_base(request), record))
@@ -163,7 +163,7 @@ async def get_secret(request: web.Request) -> web.Response:
     principal = await authorize(request, Permission.WRITE)
     integration_id = path_uuid(request, "id")
     async with request.app[ENGINE].connect() as conn:
-        found = await repository.get_signing_secrets(conn, principal.store_id, integration_id)
+        found = await integrations.get_signing_secrets(conn, principal.store_id, integration_id)
     if found is None:
         raise NotFound()
     return model_response(_secret_out(found))
@@ -175,7 +175,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
     integration_id = path_uuid(request, "id")
     grace = request.app[SETTINGS].signing_secret_grace
     async with request.app[ENGINE].begin() as conn:
-        found = await repository.rotate_signing_secret(
+        found = await integrations.rotate_signing_secret(
             conn,
             principal.store_id,
             integration_id,
@@ -187,7 +187,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
     return model_response(_secret_out(found))
 
 
-def _secret_out(found: repository.SigningSecrets) -> SecretOut:
+def _secret_out(found: integrations.SigningSecrets) -> SecretOut:
     return SecretOut(
         secret=found.current, previous_secret_expires_at=timestamp(found.previous_expires_at)
     )
@@ -214,16 +214,12 @@ async def get_integration_status(request: web.Request) -> web.Response:
 # --- jobs and logs -----------------------------------------------------------------------------
 
 
-async def _logs(request: web.Request, store_id: UUID, flt: repository.LogFilter) -> web.Response:
+async def _logs(request: web.Request, store_id: UUID, flt: logs.LogFilter) -> web.Response:
     params = page_params(request)
     succeeded = bool_filter(request, "filter[succeeded]")
-    flt = repository.LogFilter(
-        integration_id=flt.integration_id, job_id=flt.job_id, succeeded=succeeded
-    )
+    flt = logs.LogFilter(integration_id=flt.integration_id, job_id=flt.job_id, succeeded=succeeded)
     async with request.app[ENGINE].connect() as conn:
-        page = await repository.list_logs(
-            conn, store_id, flt, limit=params.limit, offset=params.offset
-        )
+        page = await logs.list_logs(conn, store_id, flt, limit=params.limit, offset=params.offset)
     return list_response(request, page, params, log_out)
 
 
@@ -232,11 +228,9 @@ async def list_integration_logs(request: web.Request) -> web.Response:
     principal = await authorize(request, Permission.READ)
     integration_id = path_uuid(request, "id")
     async with request.app[ENGINE].connect() as conn:
-        if not await repository.integration_exists(conn, principal.store_id, integration_id):
+        if not await integrations.integration_exists(conn, principal.store_id, integration_id):
             raise NotFound()
-    return await _logs(
-        request, principal.store_id, repository.LogFilter(integration_id=integration_id)
-    )
+    return await _logs(request, principal.store_id, logs.LogFilter(integration_id=integration_id))
 
 
 def _triggered_by_filter(request: web.Request) -> tuple[str, ...] | None:
@@ -285,16 +279,16 @@ async def list_jobs(request: web.Request) -> web.Response:
                 f"filter[status] takes a comma-separated list of {', '.join(JOB_STATUSES)}",
                 source="filter[status]",
             )
-    flt = repository.JobFilter(
+    flt = jobs.JobFilter(
         status=statuses,
         triggered_by=_triggered_by_filter(request),
         created_gte=_time_filter(request, "filter[created_at][gte]"),
         created_lte=_time_filter(request, "filter[created_at][lte]"),
     )
     async with request.app[ENGINE].connect() as conn:
-        if not await repository.integration_exists(conn, principal.store_id, integration_id):
+        if not await integrations.integration_exists(conn, principal.store_id, integration_id):
             raise NotFound()
-        page = await repository.list_jobs(
+        page = await jobs.list_jobs(
             conn,
             principal.store_id,
             integration_id,
@@ -311,7 +305,7 @@ async def get_job(request: web.Request) -> web.Response:
     principal = await authorize(request, Permission.READ)
     integration_id, job_id = path_uuid(request, "id"), path_uuid(request, "job_id")
     async with request.app[ENGINE].connect() as conn:
-        job = await repository.get_job(conn, principal.store_id, integration_id, job_id)
+        job = await jobs.get_job(conn, principal.store_id, integration_id, job_id)
     if job is None:
         raise NotFound()
     return model_response(job_out(_base(request), job))
@@ -322,12 +316,12 @@ async def list_job_logs(request: web.Request) -> web.Response:
     principal = await authorize(request, Permission.READ)
     integration_id, job_id = path_uuid(request, "id"), path_uuid(request, "job_id")
     async with request.app[ENGINE].connect() as conn:
-        if await repository.get_job(conn, principal.store_id, integration_id, job_id) is None:
+        if await jobs.get_job(conn, principal.store_id, integration_id, job_id) is None:
             raise NotFound()
     return await _logs(
         request,
         principal.store_id,
-        repository.LogFilter(integration_id=integration_id, job_id=job_id),
+        logs.LogFilter(integration_id=integration_id, job_id=job_id),
     )
 
 

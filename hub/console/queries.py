@@ -1,4 +1,4 @@
-"""Read helpers of the console that the API's repository has no need for (read-only queries)."""
+"""Read helpers of the console that the store's modules have no need for (read-only queries)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from uuid import UUID
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.store.repository import integrations, logs
+from hub.store.models import integrations, logs
 
 
 @dataclass(frozen=True, slots=True)

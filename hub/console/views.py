@@ -34,7 +34,9 @@ from hub.services import events as event_service
 from hub.services import integrations as integration_service
 from hub.services import jobs as job_service
 from hub.services import replay as replay_service
-from hub.store import repository
+from hub.store import events, integrations, stores
+from hub.store import jobs as job_store
+from hub.store import logs as log_store
 from hub.store.engine import driver
 from hub.store.models import JOB_STATUSES
 
@@ -111,7 +113,7 @@ async def _session(request: web.Request) -> Session | None:
         sessions.pop(sid or "", None)
         return None
     async with driver(request.config_dict[ENGINE]) as db:
-        active = await repository.find_active_key(db, found.prefix)
+        active = await stores.find_active_key(db, found.prefix)
     if active is None or active[0].id != found.key_id:
         sessions.pop(sid or "", None)
         return None
@@ -279,7 +281,7 @@ async def login(request: web.Request) -> web.Response:
     found = None
     if prefix is not None:
         async with driver(request.config_dict[ENGINE]) as db:
-            found = await repository.find_active_key(db, prefix)
+            found = await stores.find_active_key(db, prefix)
     if found is None or not key_matches(key, found[1]):
         return _login_response(
             request,
@@ -334,11 +336,13 @@ async def integrations_page(request: web.Request) -> web.Response:
     kind = request.query.get("type") or None
     enabled_raw = request.query.get("enabled") or ""
     enabled = {"true": True, "false": False}.get(enabled_raw)
-    flt = repository.IntegrationFilter(enabled=enabled, integration_type=kind)
+    flt = integrations.IntegrationFilter(enabled=enabled, integration_type=kind)
     async with request.config_dict[ENGINE].connect() as conn:
-        page = await repository.list_integrations(conn, session.store_id, flt, limit=100, offset=0)
+        page = await integrations.list_integrations(
+            conn, session.store_id, flt, limit=100, offset=0
+        )
         rows = [
-            await repository.integration_status(
+            await log_store.integration_status(
                 conn, record, window=integration_service.STATUS_WINDOW
             )
             for record in page.items
@@ -368,24 +372,22 @@ async def _integration_context(
         raise _Refused(400, "Bad filter", f"status must be one of {', '.join(JOB_STATUSES)}")
     event_key = (q.get("event") or "").strip()
     since, until = _when(q.get("since"), "From"), _when(q.get("until"), "To")
-    flt = repository.JobFilter(
+    flt = job_store.JobFilter(
         status=(status,) if status else None,
         triggered_by=(event_key,) if event_key else None,
         created_gte=since,
         created_lte=until,
     )
     logs_ok = q.get("logs") or ""
-    log_flt = repository.LogFilter(
+    log_flt = log_store.LogFilter(
         integration_id=integration_id, succeeded={"ok": True, "failed": False}.get(logs_ok)
     )
     async with request.config_dict[ENGINE].connect() as conn:
         record = await integration_service.status(conn, session.store_id, integration_id)
-        jobs = await repository.list_jobs(
+        jobs = await job_store.list_jobs(
             conn, session.store_id, integration_id, flt, limit=PAGE_SIZE, offset=0
         )
-        logs = await repository.list_logs(
-            conn, session.store_id, log_flt, limit=PAGE_SIZE, offset=0
-        )
+        logs = await log_store.list_logs(conn, session.store_id, log_flt, limit=PAGE_SIZE, offset=0)
     integration = record.integration
     return _context(
         request,
@@ -424,7 +426,7 @@ async def reveal_secret(request: web.Request) -> web.Response:
     integration_id = _uuid(request, "id")
     context = await _integration_context(request, session, integration_id)
     async with request.config_dict[ENGINE].connect() as conn:
-        found = await repository.get_signing_secrets(conn, session.store_id, integration_id)
+        found = await integrations.get_signing_secrets(conn, session.store_id, integration_id)
     if found is None:
         raise _not_found()
     context["secret"] = found.current
@@ -487,15 +489,15 @@ async def job_page(request: web.Request) -> web.Response:
     session = _need(request)
     integration_id, job_id = _uuid(request, "id"), _uuid(request, "job_id")
     async with request.config_dict[ENGINE].connect() as conn:
-        integration = await repository.get_integration(conn, session.store_id, integration_id)
-        job = await repository.get_job(conn, session.store_id, integration_id, job_id)
+        integration = await integrations.get_integration(conn, session.store_id, integration_id)
+        job = await job_store.get_job(conn, session.store_id, integration_id, job_id)
         if integration is None or job is None:
             raise _not_found()
-        event = await repository.get_event(conn, session.store_id, job.event_id)
-        logs = await repository.list_logs(
+        event = await events.get_event(conn, session.store_id, job.event_id)
+        logs = await log_store.list_logs(
             conn,
             session.store_id,
-            repository.LogFilter(integration_id=integration_id, job_id=job_id),
+            log_store.LogFilter(integration_id=integration_id, job_id=job_id),
             limit=200,
             offset=0,
         )

@@ -14,7 +14,7 @@ waits for a slot to free up, a NOTIFY or the poll, never spinning.
 
 **Fairness and backpressure.** Retries may hold only a share of the slots, and rate-limited
 integrations are paced by limiters of this process (`hub.dispatch.limits`); the claim itself
-takes first attempts and retries in turn and enforces `max_in_flight` (`hub.store.queue`).
+takes first attempts and retries in turn and enforces `max_in_flight` (`hub.store.claiming`).
 
 Each delivery task asks the retry policy what follows and queues an `AttemptRecord`; one
 recorder task writes queued records in batches (log rows + job updates + the circuit breaker's
@@ -61,7 +61,7 @@ from hub.dispatch.limits import RateLimits, retry_slots
 from hub.errors import SecretsUnreadable, UnknownIntegrationType
 from hub.retry import Fail, Retry, Succeed, decide
 from hub.settings import Settings
-from hub.store import queue, retention
+from hub.store import attempts, claiming, enqueue, retention
 from hub.store.engine import driver, plain_url
 
 log = structlog.get_logger(__name__)
@@ -130,7 +130,7 @@ class Targets:
     def __len__(self) -> int:
         return len(self._built)
 
-    def get(self, job: queue.ClaimedJob) -> Target:
+    def get(self, job: claiming.ClaimedJob) -> Target:
         """The target of `job`'s integration at the version it was claimed with.
 
         Raises `SecretsUnreadable` or pydantic's `ValidationError` when it cannot be built.
@@ -148,7 +148,7 @@ class Targets:
         return target
 
     @staticmethod
-    def _build(job: queue.ClaimedJob) -> Target:
+    def _build(job: claiming.ClaimedJob) -> Target:
         stored = crypto.open_configuration(job.configuration)  # `SecretsUnreadable` if it cannot
         configuration = CONFIG_MODELS[job.integration_type].model_validate(stored)
         signing_secrets = (job.signing_secret, job.previous_signing_secret)
@@ -210,7 +210,7 @@ class Worker:
         self._metrics: dict[str, _Metrics] = {}
         self._unstarted: list[uuid.UUID] = []
         self.purged_rows = 0
-        self._records: asyncio.Queue[queue.AttemptRecord] = asyncio.Queue()
+        self._records: asyncio.Queue[attempts.AttemptRecord] = asyncio.Queue()
         self._last_release = 0.0
         self._give_up_at = float("inf")
         self.attempts_recorded = 0
@@ -287,16 +287,16 @@ class Worker:
         # In autocommit, one round trip per statement: the claim is one statement, and what
         # may follow it only settles jobs this worker has just leased. Should that fail, the
         # claimed jobs still start, and the unsettled ones come back when their leases expire.
-        jobs: list[queue.ClaimedJob] = []
+        jobs: list[claiming.ClaimedJob] = []
         try:
             async with driver(self.engine) as db:
                 now = time.monotonic()
                 if now - self._last_release >= self.settings.worker_poll_interval:
                     self._last_release = now
-                    released = await queue.release_stalled(db)
+                    released = await claiming.release_stalled(db)
                     if released:
                         log.warning("stalled_jobs_released", count=released)
-                jobs = await queue.claim(
+                jobs = await claiming.claim(
                     db,
                     owner=self.owner,
                     limit=limit,
@@ -306,11 +306,11 @@ class Worker:
                 )
                 gone = [j.id for j in jobs if not j.integration_live and not j.integration_tripped]
                 if gone:
-                    await queue.cancel_claimed(db, self.owner, gone)
+                    await claiming.cancel_claimed(db, self.owner, gone)
                 held = [job.id for job in jobs if job.integration_tripped]
                 if held:
-                    await queue.hold_claimed(db, self.owner, held)
-                self._due_in = None if jobs else await queue.next_due_in(db)
+                    await claiming.hold_claimed(db, self.owner, held)
+                self._due_in = None if jobs else await claiming.next_due_in(db)
         except Exception as exc:
             self._due_in = None
             error = str(exc) or type(exc).__name__
@@ -362,13 +362,13 @@ class Worker:
     async def _next_due_in(self) -> float | None:
         try:
             async with driver(self.engine) as db:
-                return await queue.next_due_in(db)
+                return await claiming.next_due_in(db)
         except Exception:
             return None
 
     # --- one attempt -------------------------------------------------------------------------
 
-    def _delivery(self, job: queue.ClaimedJob) -> Delivery:
+    def _delivery(self, job: claiming.ClaimedJob) -> Delivery:
         return Delivery(
             job_id=job.id,
             attempt=job.attempt,
@@ -379,7 +379,7 @@ class Worker:
             target=self._targets.get(job),
         )
 
-    async def _ready(self, job: queue.ClaimedJob) -> bool:
+    async def _ready(self, job: claiming.ClaimedJob) -> bool:
         """Wait for the integration's rate limit. False when the worker stops first: the job
         has not started, so its lease is to be released rather than left to expire."""
         try:
@@ -392,7 +392,7 @@ class Worker:
             return False
         return True
 
-    async def _attempt(self, job: queue.ClaimedJob) -> None:
+    async def _attempt(self, job: claiming.ClaimedJob) -> None:
         if not await self._ready(job):
             return
         started = time.perf_counter()
@@ -427,7 +427,7 @@ class Worker:
             raise
         self._records.put_nowait(self._record(job, result))
 
-    def _record(self, job: queue.ClaimedJob, result: DeliveryResult) -> queue.AttemptRecord:
+    def _record(self, job: claiming.ClaimedJob, result: DeliveryResult) -> attempts.AttemptRecord:
         metrics = self._metrics.get(job.integration_type)
         if metrics is None:
             metrics = self._metrics[job.integration_type] = _Metrics.of(job.integration_type)
@@ -454,7 +454,7 @@ class Worker:
                 if disable_it:
                     disable = f"Disabled after the endpoint answered 410 Gone to job {job.id}"
                 log.warning("job_failed", job_id=str(job.id), attempt=job.attempt, reason=reason)
-        return queue.AttemptRecord(
+        return attempts.AttemptRecord(
             job_id=job.id,
             store_id=job.store_id,
             integration_id=job.integration_id,
@@ -480,13 +480,13 @@ class Worker:
             for _ in batch:
                 self._records.task_done()
 
-    async def _write(self, batch: list[queue.AttemptRecord]) -> None:
+    async def _write(self, batch: list[attempts.AttemptRecord]) -> None:
         """Write a batch, retrying while the database is away; leases cover the gap."""
         delay = 0.1
         while True:
             try:
                 async with driver(self.engine) as db:  # a transaction when it needs one
-                    recorded = await queue.record_attempts(
+                    recorded = await attempts.record_attempts(
                         db, self.owner, batch, breaker_after=self.settings.breaker_after
                     )
                 self.attempts_recorded += len(batch)
@@ -519,7 +519,7 @@ class Worker:
             return
         try:
             async with self.engine.begin() as conn:
-                count = await queue.release(conn, self.owner, self._unstarted)
+                count = await claiming.release(conn, self.owner, self._unstarted)
             log.info("unstarted_jobs_released", count=count)
         except Exception as exc:
             # Their leases expire instead; nothing is lost.
@@ -579,7 +579,7 @@ class Worker:
                 conn = await asyncpg.connect(plain_url(self.database_url))
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(queue.CHANNEL, lambda *_args: self._wake.set())
+                await conn.add_listener(enqueue.CHANNEL, lambda *_args: self._wake.set())
                 delay = 0.5
                 self._wake.set()  # catch up on anything published while not listening
                 await lost.wait()

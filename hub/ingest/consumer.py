@@ -70,7 +70,7 @@ from hub.ingest.messages import (
 )
 from hub.services import events as event_service
 from hub.settings import Settings
-from hub.store import repository
+from hub.store import stores
 from hub.store.engine import driver_of
 from hub.store.records import Published
 
@@ -365,9 +365,7 @@ class AmqpIngest:
         """The store the message publishes to, authorised by its key or the queue's binding."""
         if message.key is not None:
             prefix = key_prefix(message.key)
-            found = (
-                await repository.find_active_key(await driver_of(conn), prefix) if prefix else None
-            )
+            found = await stores.find_active_key(await driver_of(conn), prefix) if prefix else None
             if found is None or not key_matches(message.key, found[1]):
                 raise MessageRejected(f"the {KEY_HEADER} header is not a valid API key")
             key = found[0]
@@ -378,7 +376,7 @@ class AmqpIngest:
                 return key.store_id
             if not principal.can(Permission.ANY_STORE):
                 raise MessageRejected("only admin keys may publish to another store (x-hub-store)")
-            store = await repository.get_store_by_name(conn, message.store)
+            store = await stores.get_store_by_name(conn, message.store)
             if store is None:
                 raise MessageRejected(f"there is no store named {message.store!r}")
             return store.id
@@ -394,7 +392,7 @@ class AmqpIngest:
                 f"{message.store!r} without an {KEY_HEADER}"
             )
         if self._trusted_store is None:
-            self._trusted_store = (await repository.ensure_store(conn, trusted)).id
+            self._trusted_store = (await stores.ensure_store(conn, trusted)).id
         return self._trusted_store
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:

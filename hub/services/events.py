@@ -27,7 +27,7 @@ from hub.api.schemas import EventIn
 from hub.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from hub.events import TEST_KEY, EventCatalogue, match_candidates, matches, validate_published
 from hub.ids import uuid7
-from hub.store import queue, repository
+from hub.store import enqueue, events, integrations, jobs
 from hub.store.engine import driver_of
 from hub.store.records import EventRecord, JobRecord, Published
 
@@ -98,7 +98,7 @@ def _never(payload: dict[str, Any]) -> bool:
     return False
 
 
-def payload_filter(target: repository.FanoutTarget) -> PayloadFilter:
+def payload_filter(target: integrations.FanoutTarget) -> PayloadFilter:
     """Whether an event's payload passes the integration's conditions (none: every one does).
 
     Stored conditions were validated on the way in; one that no longer parses (a hand-edited
@@ -126,14 +126,14 @@ async def publish(
     """Store the events and their jobs; results in input order.
 
     The integrations are read first, then the events and the jobs of those not seen before are
-    written by one statement (`queue.insert_published`), atomic on its own: two round trips on
+    written by one statement (`enqueue.insert_published`), atomic on its own: two round trips on
     the driver connection, inside the caller's transaction if it has begun one.
     """
     texts = _check(items, batch, catalogue, max_event_bytes)
     client_ids = _client_ids(items, batch, idempotency_key)
     now = datetime.now(UTC)
     new = [
-        repository.NewEvent(
+        enqueue.NewEvent(
             id=uuid7(),
             client_id=client_id,
             triggered_by=item.triggered_by,
@@ -144,7 +144,7 @@ async def publish(
     ]
     db = await driver_of(conn)
     candidates = sorted({c for e in new for c in match_candidates(e.triggered_by)})
-    targets = await repository.live_integrations_observing(db, store_id, candidates)
+    targets = await integrations.live_integrations_observing(db, store_id, candidates)
     filters = {t.id: payload_filter(t) for t in targets}
     jobs_total: dict[UUID, int] = {}
     new_jobs = []
@@ -155,12 +155,12 @@ async def publish(
             if matches(t.observes, event.triggered_by) and filters[t.id](event.payload)
         ]
         jobs_total[event.id] = len(matched)
-        new_jobs += [queue.NewJob(t.id, event.id, event.triggered_by) for t in matched]
-    inserted = await queue.insert_published(db, store_id, new, new_jobs, now)
+        new_jobs += [enqueue.NewJob(t.id, event.id, event.triggered_by) for t in matched]
+    inserted = await enqueue.insert_published(db, store_id, new, new_jobs, now)
 
     repeated = [e.client_id for e in new if e.id not in inserted and e.client_id is not None]
-    existing = await repository.events_by_client_id(conn, store_id, repeated)
-    existing_counts = await repository.job_counts_by_event(
+    existing = await events.events_by_client_id(conn, store_id, repeated)
+    existing_counts = await jobs.job_counts_by_event(
         conn, [record.id for record in existing.values()]
     )
     results = []
@@ -193,7 +193,7 @@ async def send_test(conn: AsyncConnection, store_id: UUID, integration_id: UUID)
     or not it observes `integration.test` and whatever its conditions. A disabled integration is
     a 409: none of its jobs would be delivered.
     """
-    integration = await repository.get_integration(conn, store_id, integration_id)
+    integration = await integrations.get_integration(conn, store_id, integration_id)
     if integration is None:
         raise NotFound()
     if not integration.enabled:
@@ -208,29 +208,29 @@ async def send_test(conn: AsyncConnection, store_id: UUID, integration_id: UUID)
             "message": TEST_MESSAGE,
         }
     }
-    event = repository.NewEvent(
+    event = enqueue.NewEvent(
         id=event_id,
         client_id=None,
         triggered_by=TEST_KEY,
         payload=payload,
         payload_json=orjson.dumps(payload).decode(),
     )
-    await queue.insert_published(
+    await enqueue.insert_published(
         await driver_of(conn),
         store_id,
         [event],
-        [queue.NewJob(integration_id, event_id, TEST_KEY)],
+        [enqueue.NewJob(integration_id, event_id, TEST_KEY)],
         now,
     )
-    [job] = await repository.jobs_of_event(conn, event_id, limit=1)
+    [job] = await jobs.jobs_of_event(conn, event_id, limit=1)
     return job
 
 
 async def get(
     conn: AsyncConnection, store_id: UUID, event_id: UUID, *, job_limit: int = 100
 ) -> tuple[EventRecord, int, list[JobRecord]]:
-    event = await repository.get_event(conn, store_id, event_id)
+    event = await events.get_event(conn, store_id, event_id)
     if event is None:
         raise NotFound()
-    total = (await repository.job_counts_by_event(conn, [event_id])).get(event_id, 0)
-    return event, total, await repository.jobs_of_event(conn, event_id, limit=job_limit)
+    total = (await jobs.job_counts_by_event(conn, [event_id])).get(event_id, 0)
+    return event, total, await jobs.jobs_of_event(conn, event_id, limit=job_limit)

@@ -18,7 +18,7 @@ from hub.errors import NotFound, ValidationFailed
 from hub.events import EventCatalogue, validate_observed
 from hub.services.validation import problems
 from hub.ssrf import SsrfGuard
-from hub.store import queue, repository
+from hub.store import integrations, logs
 from hub.store.records import IntegrationRecord, IntegrationStatusRecord
 
 
@@ -87,7 +87,7 @@ async def create(
     found += condition_problems
     if found:
         raise ValidationFailed(found)
-    return await repository.insert_integration(
+    return await integrations.insert_integration(
         conn,
         store_id=store_id,
         name=data.name,
@@ -131,7 +131,7 @@ async def update(
     *,
     guard: SsrfGuard = STRICT,
 ) -> IntegrationRecord:
-    current = await repository.get_integration(conn, store_id, integration_id, for_update=True)
+    current = await integrations.get_integration(conn, store_id, integration_id, for_update=True)
     if current is None:
         raise NotFound()
     given = data.model_fields_set
@@ -173,13 +173,15 @@ async def update(
         changes["disabled_reason"] = None
     if "enabled" in changes and changes["enabled"] != current.enabled:
         changes["failing_since"] = None  # the circuit breaker's clock starts afresh
-    record = await repository.update_integration(conn, store_id, integration_id, changes)
+    record = await integrations.update_integration(conn, store_id, integration_id, changes)
     if record is None:
         raise NotFound()
     if current.enabled and not record.enabled:
-        await queue.cancel_pending(conn, integration_id, reason="the integration was disabled")
+        await integrations.cancel_pending(
+            conn, integration_id, reason="the integration was disabled"
+        )
     if not current.enabled and record.enabled:
-        await queue.resume_held(conn, integration_id)  # held by the circuit breaker
+        await integrations.resume_held(conn, integration_id)  # held by the circuit breaker
     return record
 
 
@@ -190,13 +192,13 @@ STATUS_WINDOW = timedelta(hours=1)
 async def status(
     conn: AsyncConnection, store_id: UUID, integration_id: UUID
 ) -> IntegrationStatusRecord:
-    integration = await repository.get_integration(conn, store_id, integration_id)
+    integration = await integrations.get_integration(conn, store_id, integration_id)
     if integration is None:
         raise NotFound()
-    return await repository.integration_status(conn, integration, window=STATUS_WINDOW)
+    return await logs.integration_status(conn, integration, window=STATUS_WINDOW)
 
 
 async def delete(conn: AsyncConnection, store_id: UUID, integration_id: UUID) -> None:
-    if not await repository.delete_integration(conn, store_id, integration_id):
+    if not await integrations.delete_integration(conn, store_id, integration_id):
         raise NotFound()
-    await queue.cancel_pending(conn, integration_id, reason="the integration was deleted")
+    await integrations.cancel_pending(conn, integration_id, reason="the integration was deleted")

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.api.schemas import ReplayCreate
 from hub.errors import Conflict, NotFound, ValidationFailed
-from hub.store import replays, repository
+from hub.store import integrations, replays
 from hub.store.records import ReplayRecord
 
 
@@ -26,7 +26,9 @@ async def start(
     until = data.until or datetime.now(UTC)
     if until <= data.since:
         raise ValidationFailed([("data.until must be after data.since", "data.until")])
-    integration = await repository.get_integration(conn, store_id, integration_id, for_update=True)
+    integration = await integrations.get_integration(
+        conn, store_id, integration_id, for_update=True
+    )
     if integration is None:
         raise NotFound()
     if not integration.enabled:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deliverers.config import SECRET_FIELD_NAMES
 from hub.crypto import MARKER, Keyring, is_sealed_text, is_sealed_value
-from hub.store import repository
+from hub.store import integrations as integration_store
 
 BATCH = 500
 
@@ -62,7 +62,7 @@ async def reencrypt_all(engine: AsyncEngine, keyring: Keyring) -> RotationReport
     integrations = values = were_clear = 0
     while True:
         async with engine.begin() as conn:
-            batch = await repository.stored_secrets(conn, after=after, limit=BATCH)
+            batch = await integration_store.stored_secrets(conn, after=after, limit=BATCH)
             for row in batch:
                 configuration, n, clear = _reseal_configuration(keyring, row.configuration)
                 signing, was_clear = _reseal_text(keyring, row.signing_secret)
@@ -71,8 +71,8 @@ async def reencrypt_all(engine: AsyncEngine, keyring: Keyring) -> RotationReport
                 if previous is not None:
                     previous, was_clear = _reseal_text(keyring, previous)
                     n, clear = n + 1, clear + was_clear
-                await repository.rewrite_stored_secrets(
-                    conn, repository.StoredSecrets(row.id, configuration, signing, previous)
+                await integration_store.rewrite_stored_secrets(
+                    conn, integration_store.StoredSecrets(row.id, configuration, signing, previous)
                 )
                 integrations += 1
                 values += n
@@ -87,6 +87,6 @@ async def check_readable(engine: AsyncEngine, keyring: Keyring) -> None:
     with `keyring`: the keys were changed without keeping the old one, and starting would fail
     reads of integrations."""
     async with engine.connect() as conn:
-        samples = await repository.sealed_signing_secret_samples(conn)
+        samples = await integration_store.sealed_signing_secret_samples(conn)
     for sample in samples:
         keyring.open_text(sample)

@@ -1,6 +1,6 @@
 """The circuit breaker: its clock (`integrations.failing_since`), tripping, and holding an
-integration's jobs. Part of recording attempts (`hub.store.queue.record_attempts`), in its
-transaction, on the driver connection (`hub.store.queue.resume_held` undoes the hold when the
+integration's jobs. Part of recording attempts (`hub.store.attempts.record_attempts`), in its
+transaction, on the driver connection (`hub.store.integrations.resume_held` undoes the hold when the
 integration is enabled again).
 
 The clock: set by the first failed attempt of a stretch, cleared by any success; a 429 answer

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import (
     Boolean,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Table,
     Text,
     func,
     text,
@@ -287,3 +289,13 @@ class IntegrationLog(Base):
     body: Mapped[str | None] = mapped_column(Text)
     error_detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _ts()
+
+
+# The tables as the expression language writes queries against them (`hub.store`'s SQL rule).
+stores = cast(Table, Store.__table__)
+api_keys = cast(Table, ApiKey.__table__)
+integrations = cast(Table, Integration.__table__)
+events = cast(Table, Event.__table__)
+replays = cast(Table, Replay.__table__)
+jobs = cast(Table, IntegrationJob.__table__)
+logs = cast(Table, IntegrationLog.__table__)

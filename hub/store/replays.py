@@ -12,19 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import cast
 from uuid import UUID
 
-from sqlalchemy import Table, func, insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.ids import uuid7
-from hub.store.models import IntegrationJob, Replay
-from hub.store.queue import notify
+from hub.store.enqueue import notify
+from hub.store.models import jobs, replays
 from hub.store.records import ReplayRecord
-
-replays = cast(Table, Replay.__table__)
-jobs = cast(Table, IntegrationJob.__table__)
 
 _REQUEUE = text(
     """

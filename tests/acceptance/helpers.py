@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.api.app import create_app
-from hub.store.queue import jobs, logs
+from hub.store.models import jobs, logs
 from tests.conftest import (
     TEST_ALLOWED_NETWORKS,
     TEST_SECRET_KEY,

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deliverers.webhook import NON_2XX_DETAIL
-from hub.store import queue
+from hub.store import claiming
 from hub.store.engine import create_engine, driver
 from tests.acceptance.helpers import (
     Processes,
@@ -223,7 +223,7 @@ async def test_a_job_whose_lease_expired_is_claimed_again_and_delivered(
         claimed_at = time.monotonic()
         async with driver(engine, transaction=True) as db:
             # A worker that claims a job and vanishes without a trace.
-            [abandoned] = await queue.claim(
+            [abandoned] = await claiming.claim(
                 db, owner="gone-host:1:deadbeef", limit=1, lease=timedelta(seconds=0.5)
             )
         assert abandoned.attempt == 1

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.auth import key_prefix
-from hub.store import repository
+from hub.store import stores
 from hub.store.engine import driver_of
 from tests.conftest import Tenant, event_body, webhook_integration
 
@@ -348,9 +348,9 @@ async def test_a_revoked_key_is_a_401(
     prefix = key_prefix(key)
     assert prefix is not None
     async with shared_engine.begin() as conn:
-        found = await repository.find_active_key(await driver_of(conn), prefix)
+        found = await stores.find_active_key(await driver_of(conn), prefix)
         assert found is not None
-        assert await repository.revoke_key(conn, found[0].id)
+        assert await stores.revoke_key(conn, found[0].id)
 
     resp = await api.get("/v2/integrations", headers=tenant.auth("manage"))
 

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.api.app import create_app
-from hub.store import queue
+from hub.store import enqueue
 from hub.store.engine import plain_url
 from tests.conftest import Tenant, event_body, settings_for, webhook_integration
 
@@ -471,11 +471,11 @@ async def test_a_publish_that_queues_jobs_wakes_the_workers_and_a_repeat_does_no
     woken: asyncio.Queue[str] = asyncio.Queue()
     listener = await asyncpg.connect(plain_url(shared_db))
     try:
-        await listener.add_listener(queue.CHANNEL, lambda *args: woken.put_nowait(args[2]))
+        await listener.add_listener(enqueue.CHANNEL, lambda *args: woken.put_nowait(args[2]))
         client_id = f"wake-{secrets.token_hex(4)}"
         resp = await publish(api, tenant, event_body("order.paid", id=client_id))
         assert resp.status == 202, await resp.text()
-        assert await asyncio.wait_for(woken.get(), 5) == queue.CHANNEL
+        assert await asyncio.wait_for(woken.get(), 5) == enqueue.CHANNEL
 
         again = await publish(api, tenant, event_body("order.paid", id=client_id))
         assert again.status == 200, await again.text()

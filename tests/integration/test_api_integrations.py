@@ -12,7 +12,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.store import repository
+from hub.store import integrations, stores
 from tests.conftest import Tenant, event_body, webhook_integration
 
 Client = TestClient[Any, Any]
@@ -79,9 +79,9 @@ async def stored_configuration(
     engine: AsyncEngine, tenant: Tenant, integration_id: str
 ) -> dict[str, Any]:
     async with engine.connect() as conn:
-        store = await repository.get_store_by_name(conn, tenant.name)
+        store = await stores.get_store_by_name(conn, tenant.name)
         assert store is not None
-        record = await repository.get_integration(conn, store.id, UUID(integration_id))
+        record = await integrations.get_integration(conn, store.id, UUID(integration_id))
     assert record is not None
     return record.configuration
 

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import Table, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.store import repository
+from hub.store import stores
 from hub.store.models import Integration
 from tests.conftest import Tenant, event_body, make_tenant, webhook_integration
 
@@ -194,7 +194,7 @@ async def test_records_created_at_the_same_instant_are_ordered_by_id(
     instant = datetime(2026, 1, 1, tzinfo=UTC)
     table = cast(Table, Integration.__table__)
     async with shared_engine.begin() as conn:
-        store = await repository.get_store_by_name(conn, tenant.name)
+        store = await stores.get_store_by_name(conn, tenant.name)
         assert store is not None
         await conn.execute(
             update(table).where(table.c.store_id == store.id).values(created_at=instant)

@@ -139,7 +139,7 @@ async def test_max_in_flight_holds_across_two_workers(
         return (await status_counts(stack, limited)) == {"succeeded": 40}
 
     await eventually(all_done, timeout=30)
-    # Two claims at the same instant may each see room for 3 (see hub.store.queue).
+    # Two claims at the same instant may each see room for 3 (see hub.store).
     assert 3 <= deliverer.peak[UUID(limited)] <= 6
 
 

@@ -20,7 +20,7 @@ from deliverers.webhook import WebhookDeliverer
 from hub import crypto
 from hub.dispatch.worker import Targets
 from hub.ssrf import LOOPBACK
-from hub.store.queue import ClaimedJob
+from hub.store.claiming import ClaimedJob
 from tests.conftest import event_body, settings_for, webhook_integration
 from tests.integration.stack import Recorder, Stack, eventually, hub_stack, sink_server
 

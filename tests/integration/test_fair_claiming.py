@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from hub.dispatch.limits import retry_slots
-from hub.store import queue
+from hub.store import attempts, claiming
 from hub.store.engine import driver
 from tests.conftest import event_body, settings_for, webhook_integration
 from tests.integration.reliability_helpers import ScriptedDeliverer, status_counts
@@ -58,12 +58,12 @@ async def make_retries(stack: Stack, integration_id: str) -> None:
         )
 
 
-async def claim(stack: Stack, limit: int, **options: Any) -> list[queue.ClaimedJob]:
+async def claim(stack: Stack, limit: int, **options: Any) -> list[claiming.ClaimedJob]:
     async with driver(stack.engine, transaction=True) as db:
-        return await queue.claim(db, owner="test:1:claims", limit=limit, lease=LEASE, **options)
+        return await claiming.claim(db, owner="test:1:claims", limit=limit, lease=LEASE, **options)
 
 
-def of(jobs: list[queue.ClaimedJob], integration_id: str) -> list[queue.ClaimedJob]:
+def of(jobs: list[claiming.ClaimedJob], integration_id: str) -> list[claiming.ClaimedJob]:
     return [job for job in jobs if job.integration_id == UUID(integration_id)]
 
 
@@ -128,11 +128,11 @@ async def test_an_integration_at_its_max_in_flight_is_skipped_and_blocks_no_one_
     # One attempt finishes: one more may go.
     done = of(first, limited)[0]
     async with driver(stack.engine, transaction=True) as db:
-        await queue.record_attempts(
+        await attempts.record_attempts(
             db,
             "test:1:claims",
             [
-                queue.AttemptRecord(
+                attempts.AttemptRecord(
                     job_id=done.id,
                     store_id=done.store_id,
                     integration_id=done.integration_id,

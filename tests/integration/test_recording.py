@@ -1,4 +1,4 @@
-"""Recording a batch of attempts (`hub.store.queue.record_attempts`) on a real queue: logs, jobs,
+"""Recording a batch of attempts (`hub.store.attempts.record_attempts`) on a real queue: logs, jobs,
 the circuit breaker's clock, tripping and 410s, as one statement when nothing is disabled."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.store import queue
+from hub.store import attempts, claiming
 from hub.store.engine import create_engine, driver
 
 OWNER = "test:1:recording"
@@ -63,15 +63,15 @@ class Queue:
             count,
         )
 
-    async def claim(self, limit: int) -> list[queue.ClaimedJob]:
+    async def claim(self, limit: int) -> list[claiming.ClaimedJob]:
         async with driver(self.engine) as db:
-            return await queue.claim(db, owner=OWNER, limit=limit, lease=LEASE)
+            return await claiming.claim(db, owner=OWNER, limit=limit, lease=LEASE)
 
     async def record(
-        self, records: list[queue.AttemptRecord], *, breaker_after: timedelta | None = BREAKER
-    ) -> queue.Recorded:
+        self, records: list[attempts.AttemptRecord], *, breaker_after: timedelta | None = BREAKER
+    ) -> attempts.Recorded:
         async with driver(self.engine) as db:  # autocommit, as the worker records
-            return await queue.record_attempts(db, OWNER, records, breaker_after=breaker_after)
+            return await attempts.record_attempts(db, OWNER, records, breaker_after=breaker_after)
 
     async def integration_row(self, integration_id: UUID) -> asyncpg.Record:
         [row] = await self.sql(
@@ -103,8 +103,8 @@ async def q(fresh_db: str) -> AsyncIterator[Queue]:
 
 
 def outcome(
-    job: queue.ClaimedJob, status_code: int, *, status: str | None = None, **extra: Any
-) -> queue.AttemptRecord:
+    job: claiming.ClaimedJob, status_code: int, *, status: str | None = None, **extra: Any
+) -> attempts.AttemptRecord:
     succeeded = 200 <= status_code < 300
     values: dict[str, Any] = {
         "job_id": job.id,
@@ -120,7 +120,7 @@ def outcome(
         "next_attempt_at": None if succeeded else datetime.now(UTC) + timedelta(minutes=1),
     }
     values.update(extra)
-    return queue.AttemptRecord(**values)
+    return attempts.AttemptRecord(**values)
 
 
 async def test_a_batch_writes_a_log_per_attempt_and_moves_each_job_on(q: Queue) -> None:
@@ -166,7 +166,7 @@ async def test_the_last_word_of_a_batch_moves_the_breakers_clock(q: Queue) -> No
         await q.jobs(integration, 2)
     jobs = await q.claim(8)
 
-    def of(integration: UUID) -> list[queue.ClaimedJob]:
+    def of(integration: UUID) -> list[claiming.ClaimedJob]:
         return [job for job in jobs if job.integration_id == integration]
 
     await q.record(

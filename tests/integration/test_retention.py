@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.store import queue, retention
+from hub.store import claiming, retention
 from tests.conftest import event_body, settings_for, webhook_integration
 from tests.integration.reliability_helpers import ScriptedDeliverer
 from tests.integration.stack import Stack, eventually, hub_stack
@@ -281,7 +281,7 @@ async def test_purging_claiming_and_listing_stay_on_their_indexes_at_scale(fresh
                 "events": await explain(conn, retention.PURGE_EVENTS, before),
                 "claim": await explain(
                     conn,
-                    queue.claim_statement(owner="w", limit=100, lease=timedelta(seconds=60)),
+                    claiming.claim_statement(owner="w", limit=100, lease=timedelta(seconds=60)),
                     {},
                 ),
                 # What deleting a job makes PostgreSQL do to the rows that refer to it.

@@ -33,7 +33,7 @@ from hub.cli import _secret_key
 from hub.errors import ConfigurationError, SecretsUnreadable
 from hub.settings import Settings
 from hub.ssrf import LOOPBACK
-from hub.store import repository
+from hub.store import integrations
 from tests.conftest import TEST_SECRET_KEY, event_body, settings_for, webhook_integration
 from tests.integration.stack import Stack, eventually, hub_stack, sink_server
 
@@ -180,7 +180,7 @@ async def test_the_api_answers_secrets_masked_and_keeps_them_when_echoed_back(
     )
     assert resp.status == 200
     async with stack.engine.connect() as conn:
-        stored = await repository.get_integration(
+        stored = await integrations.get_integration(
             conn, await _store_id(stack), UUID(integration_id)
         )
     assert stored is not None

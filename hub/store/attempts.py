@@ -1,0 +1,194 @@
+"""Recording attempts: one log row per attempt and the job moved on, in one statement, with the
+circuit breaker's clock (`hub.store.breaker`) and a 410's switch-off. Job life and the breaker:
+`hub.store`. Per attempt, so on the driver connection as prepared statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+
+from hub.ids import uuid7
+from hub.store import breaker
+from hub.store.integrations import cancel_pending_sql
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """The outcome of one attempt and the policy's answer, to be written atomically."""
+
+    job_id: UUID
+    store_id: UUID
+    integration_id: UUID
+    attempt: int
+    succeeded: bool
+    processing_time: float
+    status_code: int | None
+    body: str | None
+    error_detail: str | None
+    status: str
+    """The job's next status: succeeded, pending (retry), or failed."""
+    next_attempt_at: datetime | None
+    disable_reason: str | None = None
+    """Set when the outcome disables the integration (410 Gone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What a batch of records did beyond writing its logs."""
+
+    moved: set[UUID]
+    """The jobs moved on (the others' leases were lost meanwhile)."""
+    tripped: dict[UUID, str]
+    """Integrations the circuit breaker switched off, with their `disabled_reason`."""
+
+
+async def record_attempts(
+    db: asyncpg.Connection,
+    owner: str,
+    records: Sequence[AttemptRecord],
+    *,
+    breaker_after: timedelta | None = None,
+) -> Recorded:
+    """Write one log per attempt and move each job on, atomically.
+
+    A log is written for every attempt that ran, even when the lease was lost meanwhile; the
+    job itself is only moved on while `owner` still holds it. The circuit breaker's clock moves
+    in the same transaction; with `breaker_after` (None or zero: no breaker) an integration
+    failing for longer is switched off and its pending jobs held.
+
+    One statement (`_RECORD`) writes the logs, moves the jobs and the breaker's clock, and names
+    the integrations failing for longer than `breaker_after`. That is all a batch whose
+    integrations' last word was a success needs: on a connection in autocommit it runs alone,
+    one round trip. A batch that may disable an integration (a 410, or a failure with the
+    breaker on) takes more statements, in the caller's transaction or else one of its own.
+    """
+    if not records:
+        return Recorded(set(), {})
+    clock = breaker.Clock.of(records)
+    disabling = [(r.integration_id, r.disable_reason) for r in records if r.disable_reason]
+    if disabling or (breaker_after and clock.failing):
+        async with db.transaction():  # a savepoint inside the caller's transaction
+            return await _record(db, owner, records, clock, disabling, breaker_after)
+    return await _record(db, owner, records, clock, disabling, breaker_after)
+
+
+async def _record(
+    db: asyncpg.Connection,
+    owner: str,
+    records: Sequence[AttemptRecord],
+    clock: breaker.Clock,
+    disabling: Sequence[tuple[UUID, str]],
+    breaker_after: timedelta | None,
+) -> Recorded:
+    rows = await db.fetch(
+        _RECORD,
+        owner,
+        [uuid7() for _ in records],
+        [r.job_id for r in records],
+        [r.store_id for r in records],
+        [r.integration_id for r in records],
+        [r.attempt for r in records],
+        [r.succeeded for r in records],
+        [r.processing_time for r in records],
+        [r.status_code for r in records],
+        [r.body for r in records],
+        [r.error_detail for r in records],
+        [r.status for r in records],
+        [r.next_attempt_at for r in records],
+        clock.recovered,
+        clock.failing,
+        clock.restarted,
+        breaker_after or None,
+    )
+    moved = {row[0] for row in rows if not row[1]}
+    overdue = [row[0] for row in rows if row[1]]
+    for integration_id, reason in disabling:
+        await disable_integration(
+            db, integration_id, reason, failing=integration_id in clock.failing
+        )
+    tripped: dict[UUID, str] = {}
+    if overdue and breaker_after:
+        tripped = await breaker.trip(db, overdue, breaker_after)
+    return Recorded(moved, tripped)
+
+
+#: The logs, the jobs and the breaker's clock (`breaker.Clock`) of a batch of attempts in one
+#: statement (data-modifying WITHs run whether or not the outer query reads them), from arrays:
+#: one statement text whatever the batch size. It returns the jobs moved on (`false`) and the
+#: integrations whose failing stretch is older than $17 (`true`: to be tripped). Every part of
+#: a statement sees the rows as they were before it; the clock's updates leave a running
+#: stretch untouched unless it restarts, so the last part reads the stretch the clock leaves.
+_RECORD = """
+    WITH attempts AS (
+        SELECT *
+        FROM unnest(
+            $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::int[], $7::boolean[],
+            $8::float8[], $9::int[], $10::text[], $11::text[], $12::text[], $13::timestamptz[]
+        ) AS a(
+            id, job_id, store_id, integration_id, attempt, succeeded,
+            processing_time, status_code, body, error_detail, status, next_attempt_at
+        )
+    ), logged AS (
+        INSERT INTO integration_logs (
+            id, store_id, integration_id, job_id, attempt, succeeded, processing_time,
+            status_code, body, error_detail
+        )
+        SELECT id, store_id, integration_id, job_id, attempt, succeeded, processing_time,
+               status_code, body, error_detail
+        FROM attempts
+    ), moved AS (
+        UPDATE integration_jobs AS j
+        SET status = a.status,
+            attempts = a.attempt,
+            next_attempt_at = a.next_attempt_at,
+            last_error = CASE WHEN a.succeeded THEN NULL ELSE a.error_detail END,
+            completed_at = CASE WHEN a.status IN ('succeeded', 'failed') THEN now() END,
+            lease_owner = NULL,
+            lease_expires_at = NULL,
+            updated_at = now()
+        FROM attempts AS a
+        WHERE j.id = a.job_id AND j.status = 'delivering' AND j.lease_owner = $1
+        RETURNING j.id
+    ), recovered AS (
+        UPDATE integrations SET failing_since = NULL
+        WHERE id = ANY($14::uuid[]) AND failing_since IS NOT NULL
+    ), failing AS (
+        UPDATE integrations SET failing_since = now()
+        WHERE id = ANY($15::uuid[]) AND (failing_since IS NULL OR id = ANY($16::uuid[]))
+    )
+    SELECT id, false FROM moved
+    UNION ALL
+    SELECT id, true
+    FROM integrations
+    WHERE id = ANY($15::uuid[]) AND NOT id = ANY($16::uuid[])
+      AND enabled AND deleted_at IS NULL AND failing_since < now() - $17::interval
+"""
+
+
+async def disable_integration(
+    db: asyncpg.Connection, integration_id: UUID, reason: str, *, failing: bool
+) -> None:
+    """Switch an integration off with a visible reason (a 410) and cancel its pending jobs.
+
+    `failing`: the recorded batch's last word for it was a failure, so the breaker's clock runs
+    from now (as if it had been moved after the switch-off); otherwise it is stopped.
+    """
+    await db.execute(_DISABLE, integration_id, reason, failing)
+    cancel = cancel_pending_sql()
+    values = {"of": integration_id, "reason": "the integration was disabled"}
+    await db.execute(cancel.sql, *cancel.args(values))
+
+
+_DISABLE = """
+    UPDATE integrations
+    SET enabled = false,
+        disabled_reason = $2,
+        failing_since = CASE WHEN $3::boolean THEN now() END,
+        updated_at = now()
+    WHERE id = $1
+"""

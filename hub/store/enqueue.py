@@ -1,0 +1,145 @@
+"""Enqueueing: publishing's insert of events and their jobs, the wake-up NOTIFY, and a manual
+retry's new job. The life of a job from here on: `hub.store`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.ids import uuid7
+from hub.store.jobs import job_record
+from hub.store.models import jobs
+from hub.store.records import JobRecord
+
+#: The channel a publish transaction notifies so that idle workers wake at once.
+CHANNEL = "hub_jobs"
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    id: UUID
+    client_id: str | None
+    triggered_by: str
+    payload: dict[str, Any]
+    payload_json: str
+    """`payload` as JSON text, as stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    integration_id: UUID
+    event_id: UUID
+    triggered_by: str
+
+
+async def insert_published(
+    db: asyncpg.Connection,
+    store_id: UUID,
+    new_events: Sequence[NewEvent],
+    new_jobs: Sequence[NewJob],
+    now: datetime,
+) -> set[UUID]:
+    """Insert events and their pending jobs (due now) in one statement, and wake the workers.
+
+    An event whose client id the store has already used is skipped, and so are its jobs: the ids
+    actually inserted are returned. One statement is atomic on its own, so no transaction is
+    needed around it (it joins the caller's if there is one).
+    """
+    if not new_events:
+        return set()
+    rows = await db.fetch(
+        _INSERT_PUBLISHED,
+        store_id,
+        now,
+        [e.id for e in new_events],
+        [e.client_id for e in new_events],
+        [e.triggered_by for e in new_events],
+        [e.payload_json for e in new_events],
+        [uuid7() for _ in new_jobs],
+        [j.event_id for j in new_jobs],
+        [j.integration_id for j in new_jobs],
+        [j.triggered_by for j in new_jobs],
+    )
+    inserted = {row[0] for row in rows}
+    if any(job.event_id in inserted for job in new_jobs):
+        await wake_workers(db)
+    return inserted
+
+
+#: The events, then the jobs of those actually inserted (a data-modifying WITH runs whether or
+#: not the outer query reads it): one round trip and one statement text (arrays, not rows of
+#: parameters) whatever the number of events and jobs.
+_INSERT_PUBLISHED = """
+    WITH inserted AS (
+        INSERT INTO events (id, store_id, client_id, triggered_by, payload, created_at)
+        SELECT e.id, $1, e.client_id, e.triggered_by, e.payload, $2
+        FROM unnest($3::uuid[], $4::text[], $5::text[], $6::jsonb[])
+             AS e(id, client_id, triggered_by, payload)
+        ON CONFLICT (store_id, client_id) WHERE client_id IS NOT NULL DO NOTHING
+        RETURNING id
+    ), queued AS (
+        INSERT INTO integration_jobs (
+            id, store_id, event_id, integration_id, triggered_by, status, attempts,
+            next_attempt_at, created_at, updated_at
+        )
+        SELECT j.id, $1, j.event_id, j.integration_id, j.triggered_by, 'pending', 0, $2, $2, $2
+        FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::text[])
+             AS j(id, event_id, integration_id, triggered_by)
+        WHERE j.event_id IN (SELECT id FROM inserted)
+    )
+    SELECT id FROM inserted
+"""
+
+
+async def wake_workers(db: asyncpg.Connection) -> None:
+    """NOTIFY the workers that jobs are due.
+
+    Outside a transaction the NOTIFY gets one of its own that does not wait for its commit to
+    reach the disk. PostgreSQL holds a database-wide lock from the commit of a notifying
+    transaction until it completes: notifying in the jobs' own transaction would hold it through
+    their WAL flush and serialise every publish's commit, one flush each, instead of letting
+    concurrent commits share flushes. A wake-up lost in a crash costs nothing (workers poll), and
+    the jobs were committed before it was sent. Inside a caller's transaction it is sent at that
+    transaction's commit, as any NOTIFY.
+    """
+    await db.execute(_NOTIFY if db.is_in_transaction() else _NOTIFY_ALONE)
+
+
+_NOTIFY = f"SELECT pg_notify('{CHANNEL}', '')"
+_NOTIFY_ALONE = f"SELECT set_config('synchronous_commit', 'off', true), pg_notify('{CHANNEL}', '')"
+
+
+async def notify(conn: AsyncConnection) -> None:
+    """NOTIFY the workers that jobs are due, at the commit of `conn`'s transaction."""
+    await conn.execute(select(func.pg_notify(CHANNEL, "")))
+
+
+async def retry_job(conn: AsyncConnection, job: JobRecord) -> JobRecord:
+    """A new pending job for the same event and integration, pointing back with `retry_of`."""
+    row = (
+        await conn.execute(
+            insert(jobs)
+            .values(
+                id=uuid7(),
+                store_id=job.store_id,
+                event_id=job.event_id,
+                integration_id=job.integration_id,
+                triggered_by=job.triggered_by,
+                status="pending",
+                attempts=0,
+                next_attempt_at=func.now(),
+                retry_of=job.id,
+            )
+            .returning(jobs)
+        )
+    ).one()
+    await notify(conn)
+    return job_record(row)

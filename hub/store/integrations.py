@@ -1,0 +1,378 @@
+"""Integrations: the API's reads and writes, publishing's fan-out read, the signing secrets and
+the secrets at rest, and what switching an integration off or on does to its waiting jobs.
+
+Every query that serves a request is scoped by `store_id`, so another store's rows are simply
+not found. Secrets are encrypted on write and decrypted on read (`hub.crypto`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from sqlalchemy import String, bindparam, func, insert, null, select, update
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from deliverers.config import SECRET_FIELD_NAMES
+from hub import crypto
+from hub.ids import uuid7
+from hub.store.compiled import CANCELLED, HELD, PENDING, Compiled
+from hub.store.enqueue import notify
+from hub.store.models import integrations, jobs
+from hub.store.records import IntegrationRecord, Page
+
+
+def _integration(row: Any) -> IntegrationRecord:
+    return IntegrationRecord(
+        id=row.id,
+        store_id=row.store_id,
+        name=row.name,
+        description=row.description,
+        enabled=row.enabled,
+        integration_type=row.integration_type,
+        observes=tuple(row.observes),
+        configuration=crypto.open_configuration(row.configuration),
+        signing_secret=crypto.open_text(row.signing_secret),
+        disabled_reason=row.disabled_reason,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        conditions=row.conditions,
+        max_in_flight=row.max_in_flight,
+        rate_limit=row.rate_limit,
+        failing_since=row.failing_since,
+    )
+
+
+_LIVE = integrations.c.deleted_at.is_(None)
+
+
+async def insert_integration(
+    conn: AsyncConnection,
+    *,
+    store_id: UUID,
+    name: str,
+    description: str | None,
+    enabled: bool,
+    integration_type: str,
+    observes: Sequence[str],
+    configuration: Mapping[str, Any],
+    signing_secret: str,
+    conditions: Mapping[str, Any] | None = None,
+    max_in_flight: int | None = None,
+    rate_limit: float | None = None,
+) -> IntegrationRecord:
+    row = (
+        await conn.execute(
+            insert(integrations)
+            .values(
+                max_in_flight=max_in_flight,
+                rate_limit=rate_limit,
+                conditions=null() if conditions is None else dict(conditions),
+                id=uuid7(),
+                store_id=store_id,
+                name=name,
+                description=description,
+                enabled=enabled,
+                integration_type=integration_type,
+                observes=list(observes),
+                configuration=crypto.seal_configuration(configuration, SECRET_FIELD_NAMES),
+                signing_secret=crypto.seal_text(signing_secret),
+            )
+            .returning(integrations)
+        )
+    ).one()
+    return _integration(row)
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationFilter:
+    enabled: bool | None = None
+    integration_type: str | None = None
+    observes_any: tuple[str, ...] | None = None
+    """Integrations whose `observes` shares an entry with these."""
+
+
+async def list_integrations(
+    conn: AsyncConnection, store_id: UUID, flt: IntegrationFilter, *, limit: int, offset: int
+) -> Page[IntegrationRecord]:
+    where = [integrations.c.store_id == store_id, _LIVE]
+    if flt.enabled is not None:
+        where.append(integrations.c.enabled.is_(flt.enabled))
+    if flt.integration_type is not None:
+        where.append(integrations.c.integration_type == flt.integration_type)
+    if flt.observes_any is not None:
+        where.append(integrations.c.observes.overlap(list(flt.observes_any)))
+    total = (
+        await conn.execute(select(func.count()).select_from(integrations).where(*where))
+    ).scalar_one()
+    rows = await conn.execute(
+        select(integrations)
+        .where(*where)
+        .order_by(integrations.c.created_at.desc(), integrations.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return Page([_integration(r) for r in rows], total)
+
+
+async def get_integration(
+    conn: AsyncConnection, store_id: UUID, integration_id: UUID, *, for_update: bool = False
+) -> IntegrationRecord | None:
+    query = select(integrations).where(
+        integrations.c.id == integration_id, integrations.c.store_id == store_id, _LIVE
+    )
+    if for_update:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    return None if row is None else _integration(row)
+
+
+async def integration_exists(conn: AsyncConnection, store_id: UUID, integration_id: UUID) -> bool:
+    """True for a live integration of the store."""
+    query = select(integrations.c.id).where(
+        integrations.c.id == integration_id, integrations.c.store_id == store_id, _LIVE
+    )
+    return (await conn.execute(query)).first() is not None
+
+
+async def update_integration(
+    conn: AsyncConnection,
+    store_id: UUID,
+    integration_id: UUID,
+    changes: Mapping[str, Any],
+) -> IntegrationRecord | None:
+    """Apply `changes` (column → value) to a live integration; None when there is none.
+
+    `conditions: None` stores SQL NULL (no filter), not a JSON null.
+    """
+    if "conditions" in changes and changes["conditions"] is None:
+        changes = {**changes, "conditions": null()}
+    if "configuration" in changes:  # secrets are stored encrypted (`hub.crypto`)
+        sealed = crypto.seal_configuration(changes["configuration"], SECRET_FIELD_NAMES)
+        changes = {**changes, "configuration": sealed}
+    if "signing_secret" in changes:
+        changes = {**changes, "signing_secret": crypto.seal_text(changes["signing_secret"])}
+    row = (
+        await conn.execute(
+            update(integrations)
+            .where(integrations.c.id == integration_id, integrations.c.store_id == store_id, _LIVE)
+            .values(**changes, updated_at=func.now())
+            .returning(integrations)
+        )
+    ).first()
+    return None if row is None else _integration(row)
+
+
+async def delete_integration(conn: AsyncConnection, store_id: UUID, integration_id: UUID) -> bool:
+    """Soft-delete: the row stays so that its jobs and logs keep their relationships."""
+    result = await conn.execute(
+        update(integrations)
+        .where(integrations.c.id == integration_id, integrations.c.store_id == store_id, _LIVE)
+        .values(deleted_at=func.now(), enabled=False, updated_at=func.now())
+    )
+    return result.rowcount > 0
+
+
+# --- publishing's fan-out ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutTarget:
+    """What publishing needs of an integration to decide whether it gets a job (no secrets)."""
+
+    id: UUID
+    observes: tuple[str, ...]
+    conditions: dict[str, Any] | None
+
+
+async def live_integrations_observing(
+    db: asyncpg.Connection, store_id: UUID, candidates: Sequence[str]
+) -> list[FanoutTarget]:
+    """Enabled, live integrations of the store whose `observes` overlaps `candidates`.
+
+    Only the columns fan-out needs: no configuration or secrets, so nothing is decrypted.
+    """
+    rows = await db.fetch(_FANOUT_TARGETS, store_id, list(candidates))
+    return [FanoutTarget(r[0], tuple(r[1]), r[2]) for r in rows]
+
+
+#: Its predicate matches the partial GIN index `ix_integrations_observes_live`.
+_FANOUT_TARGETS = """
+    SELECT id, observes, conditions FROM integrations
+    WHERE store_id = $1 AND enabled AND deleted_at IS NULL AND observes && $2::text[]
+"""
+
+
+# --- signing secrets and secrets at rest --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SigningSecrets:
+    """An integration's signing secret and, during a rotation's grace period, the previous one."""
+
+    current: str
+    previous: str | None
+    previous_expires_at: datetime | None
+
+
+def _signing_secrets(row: Any) -> SigningSecrets:
+    live = row.previous_signing_secret_expires_at is not None and row.previous_live
+    return SigningSecrets(
+        current=crypto.open_text(row.signing_secret),
+        previous=crypto.open_text(row.previous_signing_secret) if live else None,
+        previous_expires_at=row.previous_signing_secret_expires_at if live else None,
+    )
+
+
+_SECRET_COLUMNS = (
+    integrations.c.signing_secret,
+    integrations.c.previous_signing_secret,
+    integrations.c.previous_signing_secret_expires_at,
+    (integrations.c.previous_signing_secret_expires_at > func.now()).label("previous_live"),
+)
+
+
+async def get_signing_secrets(
+    conn: AsyncConnection, store_id: UUID, integration_id: UUID
+) -> SigningSecrets | None:
+    row = (
+        await conn.execute(
+            select(*_SECRET_COLUMNS).where(
+                integrations.c.id == integration_id, integrations.c.store_id == store_id, _LIVE
+            )
+        )
+    ).first()
+    return None if row is None else _signing_secrets(row)
+
+
+async def rotate_signing_secret(
+    conn: AsyncConnection, store_id: UUID, integration_id: UUID, new: str, *, grace: timedelta
+) -> SigningSecrets | None:
+    """Make `new` the signing secret; the current one stays valid for `grace` (none if zero)."""
+    keep = grace > timedelta(0)
+    row = (
+        await conn.execute(
+            update(integrations)
+            .where(integrations.c.id == integration_id, integrations.c.store_id == store_id, _LIVE)
+            .values(
+                previous_signing_secret=integrations.c.signing_secret if keep else null(),
+                previous_signing_secret_expires_at=func.now() + grace if keep else null(),
+                signing_secret=crypto.seal_text(new),
+                updated_at=func.now(),
+            )
+            .returning(*_SECRET_COLUMNS)
+        )
+    ).first()
+    return None if row is None else _signing_secrets(row)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSecrets:
+    """An integration's secret-bearing columns exactly as stored (encrypted or not)."""
+
+    id: UUID
+    configuration: dict[str, Any]
+    signing_secret: str
+    previous_signing_secret: str | None
+
+
+async def stored_secrets(
+    conn: AsyncConnection, *, after: UUID | None, limit: int
+) -> list[StoredSecrets]:
+    """The next `limit` integrations by id (deleted ones too), locked for rewriting."""
+    query = select(
+        integrations.c.id,
+        integrations.c.configuration,
+        integrations.c.signing_secret,
+        integrations.c.previous_signing_secret,
+    )
+    if after is not None:
+        query = query.where(integrations.c.id > after)
+    rows = await conn.execute(query.order_by(integrations.c.id).limit(limit).with_for_update())
+    return [
+        StoredSecrets(r.id, dict(r.configuration), r.signing_secret, r.previous_signing_secret)
+        for r in rows
+    ]
+
+
+async def sealed_signing_secret_samples(conn: AsyncConnection) -> list[str]:
+    """The oldest and the newest encrypted signing secrets, to check the keys at start."""
+    sealed = integrations.c.signing_secret.startswith(crypto.TEXT_PREFIX, autoescape=True)
+    out = []
+    for order in (integrations.c.created_at.asc(), integrations.c.created_at.desc()):
+        value = (
+            await conn.execute(
+                select(integrations.c.signing_secret).where(sealed).order_by(order).limit(1)
+            )
+        ).scalar_one_or_none()
+        if value is not None:
+            out.append(value)
+    return out
+
+
+async def rewrite_stored_secrets(conn: AsyncConnection, secrets: StoredSecrets) -> None:
+    """Store already-encrypted values as they are (for `hub secrets rotate`)."""
+    await conn.execute(
+        update(integrations)
+        .where(integrations.c.id == secrets.id)
+        .values(
+            configuration=secrets.configuration,
+            signing_secret=secrets.signing_secret,
+            previous_signing_secret=secrets.previous_signing_secret,
+        )
+    )
+
+
+# --- its waiting jobs, when it is switched off or on ---------------------------------------------
+
+
+async def cancel_pending(conn: AsyncConnection, integration_id: UUID, *, reason: str) -> int:
+    """Cancel the integration's jobs that are waiting (or held); jobs in flight finish their
+    attempt."""
+    result = await conn.execute(
+        _cancel_pending_template(), {"of": integration_id, "reason": reason}
+    )
+    return result.rowcount
+
+
+@functools.cache
+def _cancel_pending_template() -> Any:
+    """`cancel_pending`'s statement: SQLAlchemy runs it for the API, asyncpg for a 410."""
+    return (
+        update(jobs)
+        .where(
+            jobs.c.integration_id == bindparam("of", type_=PG_UUID(as_uuid=True)),
+            jobs.c.status.in_([PENDING, HELD]),
+        )
+        .values(
+            status=CANCELLED,
+            last_error=bindparam("reason", type_=String),
+            next_attempt_at=null(),
+            completed_at=func.now(),
+            updated_at=func.now(),
+        )
+    )
+
+
+@functools.cache
+def cancel_pending_sql() -> Compiled:
+    """`cancel_pending`'s statement compiled for the driver connection (`hub.store.attempts`)."""
+    return Compiled.of(_cancel_pending_template())
+
+
+async def resume_held(conn: AsyncConnection, integration_id: UUID) -> int:
+    """Make the integration's held jobs pending again, due now (it was enabled again)."""
+    result = await conn.execute(
+        update(jobs)
+        .where(jobs.c.integration_id == integration_id, jobs.c.status == HELD)
+        .values(status="pending", next_attempt_at=func.now(), updated_at=func.now())
+    )
+    if result.rowcount:
+        await notify(conn)
+    return result.rowcount
