@@ -20,7 +20,8 @@ without a marker are read as clear text: rows written before encryption keep wor
 
 **Where.** The store encrypts on write and decrypts on read (`hub.store.integrations`; the claim
 hands the worker stored values, which it opens), so every layer above it sees clear values and the
-API masks them. The keyring
+API masks them. Which configuration fields are secrets the caller says (`SECRET_FIELD_NAMES`, from
+the transports' configuration models), so the store knows nothing of the transports. The keyring
 is process-wide, like the logging configuration: the entry points `install` it once from the
 settings, so that no query needs a key parameter. Clear secrets never reach logs or errors:
 `SecretsUnreadable` names no value.

@@ -11,7 +11,7 @@ from uuid import UUID
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from deliverers.config import CONFIG_MODELS, GUARD, mask
+from deliverers.config import CONFIG_MODELS, GUARD, SECRET_FIELD_NAMES, mask
 from hub import conditions
 from hub.api.schemas import IntegrationCreate, IntegrationUpdate
 from hub.errors import NotFound, ValidationFailed
@@ -100,6 +100,7 @@ async def create(
         conditions=canonical,
         max_in_flight=data.max_in_flight,
         rate_limit=data.rate_limit,
+        secret_fields=SECRET_FIELD_NAMES,
     )
 
 
@@ -173,7 +174,9 @@ async def update(
         changes["disabled_reason"] = None
     if "enabled" in changes and changes["enabled"] != current.enabled:
         changes["failing_since"] = None  # the circuit breaker's clock starts afresh
-    record = await integrations.update_integration(conn, store_id, integration_id, changes)
+    record = await integrations.update_integration(
+        conn, store_id, integration_id, changes, secret_fields=SECRET_FIELD_NAMES
+    )
     if record is None:
         raise NotFound()
     if current.enabled and not record.enabled:

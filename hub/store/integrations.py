@@ -2,13 +2,15 @@
 the secrets at rest, and what switching an integration off or on does to its waiting jobs.
 
 Every query that serves a request is scoped by `store_id`, so another store's rows are simply
-not found. Secrets are encrypted on write and decrypted on read (`hub.crypto`).
+not found. Secrets are encrypted on write and decrypted on read (`hub.crypto`); which
+configuration fields are secrets the caller says (`secret_fields`), as it knows the transports'
+configuration models.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +21,6 @@ from sqlalchemy import String, bindparam, func, insert, null, select, update
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from deliverers.config import SECRET_FIELD_NAMES
 from hub import crypto
 from hub.ids import uuid7
 from hub.store.compiled import CANCELLED, HELD, PENDING, Compiled
@@ -66,7 +67,9 @@ async def insert_integration(
     conditions: Mapping[str, Any] | None = None,
     max_in_flight: int | None = None,
     rate_limit: float | None = None,
+    secret_fields: Iterable[str],
 ) -> IntegrationRecord:
+    """`secret_fields`: the configuration fields stored encrypted (`hub.crypto`)."""
     row = (
         await conn.execute(
             insert(integrations)
@@ -81,7 +84,7 @@ async def insert_integration(
                 enabled=enabled,
                 integration_type=integration_type,
                 observes=list(observes),
-                configuration=crypto.seal_configuration(configuration, SECRET_FIELD_NAMES),
+                configuration=crypto.seal_configuration(configuration, secret_fields),
                 signing_secret=crypto.seal_text(signing_secret),
             )
             .returning(integrations)
@@ -146,15 +149,18 @@ async def update_integration(
     store_id: UUID,
     integration_id: UUID,
     changes: Mapping[str, Any],
+    *,
+    secret_fields: Iterable[str],
 ) -> IntegrationRecord | None:
     """Apply `changes` (column → value) to a live integration; None when there is none.
 
-    `conditions: None` stores SQL NULL (no filter), not a JSON null.
+    `conditions: None` stores SQL NULL (no filter), not a JSON null; a new `configuration` has
+    its `secret_fields` stored encrypted.
     """
     if "conditions" in changes and changes["conditions"] is None:
         changes = {**changes, "conditions": null()}
     if "configuration" in changes:  # secrets are stored encrypted (`hub.crypto`)
-        sealed = crypto.seal_configuration(changes["configuration"], SECRET_FIELD_NAMES)
+        sealed = crypto.seal_configuration(changes["configuration"], secret_fields)
         changes = {**changes, "configuration": sealed}
     if "signing_secret" in changes:
         changes = {**changes, "signing_secret": crypto.seal_text(changes["signing_secret"])}
