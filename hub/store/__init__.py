@@ -39,4 +39,32 @@ one behind it.
 **Circuit breaker.** Recording an attempt moves the breaker's clock in the same transaction
 (`breaker`); an integration it switches off has its pending jobs held, and jobs of such an
 integration that come back from flight are held at claim time too.
+
+**Which SQL style goes where.** One rule for every module here:
+
+1. *The expression language (Core) on an `AsyncConnection`*, written against the tables of
+   `models`, for everything that does not run per published event or per delivery attempt: the
+   API's and the CLI's reads and writes, a manual retry, replays, retention, a stopping worker's
+   release, resuming held jobs.
+2. *asyncpg prepared statements* for the hot paths, the statements that run for every published
+   event, every request or every delivery attempt: the key check (`stores.find_active_key`),
+   fan-out (`integrations.live_integrations_observing`), the publish insert and its wake-up
+   (`enqueue`), the worker's loop (`claiming`: claim, hold, cancel, release stalled, next due) and
+   recording (`attempts`, `breaker`). Their SQL is a constant string in capitals beside its
+   function, with `$n` placeholders and arrays (`unnest`, `= ANY`) rather than one row of
+   parameters each, so one text serves any batch; they run on the driver connection
+   (`engine.driver`, `engine.driver_of`), where asyncpg prepares each text once per connection.
+3. *Core compiled once* (`compiled.Compiled`) only where a hot statement is composed from parts
+   (the claim) or is shared by both paths (`integrations.cancel_pending`: the API runs it through
+   SQLAlchemy, a 410 on the driver connection).
+4. A constant that a partial index's predicate must match is a literal (`compiled.PENDING`, …),
+   not a bound parameter: a generic plan cannot prove that ``status = $1`` implies
+   ``status = 'pending'``.
+5. No `text()` in a query (the schema's DDL in `models` uses it for index expressions and server
+   defaults), and no SQL built by formatting values into a string: only module constants (the
+   NOTIFY channel, a lane's number) are ever formatted in.
+
+The store imports only itself, `hub.crypto`, `hub.ids`, `hub.errors`, `hub.settings` and
+libraries: what the layers above know (such as which configuration fields are secrets) they pass
+in.
 """

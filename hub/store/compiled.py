@@ -23,6 +23,12 @@ PENDING: ColumnClause[str] = literal_column("'pending'")
 DELIVERING: ColumnClause[str] = literal_column("'delivering'")
 HELD: ColumnClause[str] = literal_column("'held'")
 CANCELLED: ColumnClause[str] = literal_column("'cancelled'")
+FINISHED: tuple[ColumnClause[str], ...] = (
+    literal_column("'succeeded'"),
+    literal_column("'failed'"),
+    CANCELLED,
+)
+"""The statuses of `ix_integration_jobs_finished`'s predicate (`models.FINISHED_STATUSES`)."""
 ZERO: ColumnClause[int] = literal_column("0")
 ONE: ColumnClause[int] = literal_column("1")
 

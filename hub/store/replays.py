@@ -12,41 +12,77 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Text, any_, func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.ids import uuid7
+from hub.store.compiled import PENDING, ZERO
 from hub.store.enqueue import notify
 from hub.store.models import jobs, replays
 from hub.store.records import ReplayRecord
 
-_REQUEUE = text(
-    """
-    WITH window_events AS (
-        SELECT DISTINCT j.event_id
-        FROM integration_jobs AS j
-        WHERE j.integration_id = :integration_id
-          AND j.created_at >= :since AND j.created_at < :until
-    ),
-    latest AS (
-        SELECT DISTINCT ON (j.event_id) j.id, j.store_id, j.event_id, j.triggered_by, j.status
-        FROM integration_jobs AS j
-        JOIN window_events AS w ON w.event_id = j.event_id
-        WHERE j.integration_id = :integration_id
-        ORDER BY j.event_id, j.created_at DESC, j.id DESC
+
+def _requeue(
+    integration_id: UUID,
+    replay_id: UUID,
+    since: datetime,
+    until: datetime,
+    statuses: Sequence[str],
+) -> Any:
+    """New pending jobs for the window's events whose latest job ended in one of `statuses`."""
+    window = jobs.alias("w")
+    window_events = (
+        select(window.c.event_id)
+        .distinct()
+        .where(
+            window.c.integration_id == integration_id,
+            window.c.created_at >= since,
+            window.c.created_at < until,
+        )
+        .cte("window_events")
     )
-    INSERT INTO integration_jobs (
-        id, store_id, event_id, integration_id, triggered_by, status, attempts,
-        next_attempt_at, retry_of, replay_id, created_at, updated_at
+    latest = (
+        select(jobs.c.id, jobs.c.store_id, jobs.c.event_id, jobs.c.triggered_by, jobs.c.status)
+        .ext(distinct_on(jobs.c.event_id))
+        .join(window_events, window_events.c.event_id == jobs.c.event_id)
+        .where(jobs.c.integration_id == integration_id)
+        .order_by(jobs.c.event_id, jobs.c.created_at.desc(), jobs.c.id.desc())
+        .cte("latest")
     )
-    SELECT gen_random_uuid(), l.store_id, l.event_id, :integration_id, l.triggered_by,
-           'pending', 0, now(), l.id, :replay_id, now(), now()
-    FROM latest AS l
-    WHERE l.status = ANY(CAST(:statuses AS text[]))
-    """
-)
+    requeued = select(
+        func.gen_random_uuid(),
+        latest.c.store_id,
+        latest.c.event_id,
+        literal(integration_id, PG_UUID(as_uuid=True)),
+        latest.c.triggered_by,
+        PENDING,
+        ZERO,
+        func.now(),
+        latest.c.id,
+        literal(replay_id, PG_UUID(as_uuid=True)),
+        func.now(),
+        func.now(),
+    ).where(latest.c.status == any_(literal(list(statuses), ARRAY(Text))))
+    columns = [
+        "id",
+        "store_id",
+        "event_id",
+        "integration_id",
+        "triggered_by",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "retry_of",
+        "replay_id",
+        "created_at",
+        "updated_at",
+    ]
+    return insert(jobs).from_select(columns, requeued)
 
 
 async def create(
@@ -75,16 +111,7 @@ async def create(
             .returning(replays.c.created_at)
         )
     ).scalar_one()
-    result = await conn.execute(
-        _REQUEUE,
-        {
-            "integration_id": integration_id,
-            "replay_id": replay_id,
-            "since": since,
-            "until": until,
-            "statuses": list(statuses),
-        },
-    )
+    result = await conn.execute(_requeue(integration_id, replay_id, since, until, statuses))
     total = result.rowcount
     if total:
         await conn.execute(update(replays).where(replays.c.id == replay_id).values(total=total))

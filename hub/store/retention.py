@@ -24,53 +24,52 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import DateTime, Integer, Table, any_, bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.store import models
+from hub.store.compiled import FINISHED, ONE, UUIDS
 
 #: Rows per statement.
 BATCH = 1000
 #: Held for the length of a purge transaction: only one worker purges at a time.
 RETENTION_LOCK_ID = 0x6875625F726574
 
-PICK_JOBS = text(
-    """
-    SELECT id
-    FROM integration_jobs
-    WHERE status IN ('succeeded', 'failed', 'cancelled') AND completed_at < :before
-    ORDER BY completed_at
-    LIMIT :batch
-    FOR UPDATE SKIP LOCKED
-    """
+_BEFORE = bindparam("before", type_=DateTime(timezone=True))
+_BATCH = bindparam("batch", type_=Integer)
+_IDS = bindparam("ids", type_=UUIDS)
+
+#: The statements take `before` and `batch` (`PICK_JOBS`, `PURGE_EVENTS`, `PURGE_REPLAYS`) or
+#: the picked job `ids` (`PURGE_LOGS`, `PURGE_JOBS`). Literal statuses match the partial index.
+PICK_JOBS = (
+    select(models.jobs.c.id)
+    .where(models.jobs.c.status.in_(FINISHED), models.jobs.c.completed_at < _BEFORE)
+    .order_by(models.jobs.c.completed_at)
+    .limit(_BATCH)
+    .with_for_update(skip_locked=True)
 )
-PURGE_LOGS = text("DELETE FROM integration_logs WHERE job_id = ANY(CAST(:ids AS uuid[]))")
-PURGE_JOBS = text("DELETE FROM integration_jobs WHERE id = ANY(CAST(:ids AS uuid[]))")
-PURGE_EVENTS = text(
-    """
-    DELETE FROM events
-    WHERE id = ANY(ARRAY(
-        SELECT e.id
-        FROM events AS e
-        WHERE e.created_at < :before
-          AND (SELECT j.id FROM integration_jobs AS j WHERE j.event_id = e.id LIMIT 1) IS NULL
-        ORDER BY e.created_at
-        LIMIT :batch
-    ))
-    """
-)
-PURGE_REPLAYS = text(
-    """
-    DELETE FROM replays
-    WHERE id = ANY(ARRAY(
-        SELECT r.id
-        FROM replays AS r
-        WHERE r.created_at < :before
-          AND (SELECT j.id FROM integration_jobs AS j WHERE j.replay_id = r.id LIMIT 1) IS NULL
-        LIMIT :batch
-    ))
-    """
-)
+PURGE_LOGS = delete(models.logs).where(models.logs.c.job_id == any_(_IDS))
+PURGE_JOBS = delete(models.jobs).where(models.jobs.c.id == any_(_IDS))
+
+
+def _unreferenced(table: Table, alias: str, column: str, *, oldest_first: bool) -> Any:
+    """Delete up to `batch` rows of `table` older than `before` that no job's `column` refers
+    to, picked into an array first (see the module docstring)."""
+    old = table.alias(alias)
+    job = models.jobs.alias("j")
+    referring = select(job.c.id).where(job.c[column] == old.c.id).limit(ONE).scalar_subquery()
+    picked = select(old.c.id).where(old.c.created_at < _BEFORE, referring.is_(None))
+    if oldest_first:
+        picked = picked.order_by(old.c.created_at)
+    ids = func.array(picked.limit(_BATCH).scalar_subquery())
+    return delete(table).where(table.c.id == any_(ids))
+
+
+PURGE_EVENTS = _unreferenced(models.events, "e", "event_id", oldest_first=True)
+PURGE_REPLAYS = _unreferenced(models.replays, "r", "replay_id", oldest_first=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +93,7 @@ async def purge(conn: AsyncConnection, *, before: datetime, batch: int = BATCH) 
     """One pass: at most `batch` rows of each kind older than `before`, in the caller's
     transaction (see the module docstring)."""
     locked = (
-        await conn.execute(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": RETENTION_LOCK_ID})
+        await conn.execute(select(func.pg_try_advisory_xact_lock(RETENTION_LOCK_ID)))
     ).scalar_one()
     if not locked:
         return Purged(skipped=True)
