@@ -56,9 +56,8 @@ from prometheus_client import Counter
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from hub.api.schemas import EventIn
-from hub.auth import Permission, Principal, key_matches, key_prefix
-from hub.errors import ApiError, MessageRejected
+from hub.auth import Permission
+from hub.errors import DomainError, MessageRejected, PermissionDenied, Unauthenticated, UnknownStore
 from hub.events import EventCatalogue
 from hub.ingest.messages import (
     KEY_HEADER,
@@ -66,12 +65,12 @@ from hub.ingest.messages import (
     REASON_HEADER,
     IngestMessage,
     decode,
-    reason_of,
 )
+from hub.services import access
 from hub.services import events as event_service
+from hub.services.inputs import EventIn
 from hub.settings import Settings
 from hub.store import repository
-from hub.store.engine import driver_of
 from hub.store.records import Published
 
 log = structlog.get_logger(__name__)
@@ -333,8 +332,8 @@ class AmqpIngest:
         except MessageRejected as exc:
             await self._dead_letter(message, exc.reason)
             return
-        except ApiError as exc:
-            await self._dead_letter(message, reason_of(exc))
+        except DomainError as exc:
+            await self._dead_letter(message, exc.detail)
             return
         except Exception as exc:
             if storage_unavailable(exc):
@@ -364,24 +363,23 @@ class AmqpIngest:
     async def _store_for(self, conn: AsyncConnection, message: IngestMessage) -> UUID:
         """The store the message publishes to, authorised by its key or the queue's binding."""
         if message.key is not None:
-            prefix = key_prefix(message.key)
-            found = (
-                await repository.find_active_key(await driver_of(conn), prefix) if prefix else None
-            )
-            if found is None or not key_matches(message.key, found[1]):
-                raise MessageRejected(f"the {KEY_HEADER} header is not a valid API key")
-            key = found[0]
-            principal = Principal(key.id, key.role, key.store_id, key.store_name)
-            if not principal.can(Permission.PUBLISH):
-                raise MessageRejected(f"the key's role ({key.role}) does not allow publishing")
-            if message.store is None or message.store == key.store_name:
-                return key.store_id
-            if not principal.can(Permission.ANY_STORE):
-                raise MessageRejected("only admin keys may publish to another store (x-hub-store)")
-            store = await repository.get_store_by_name(conn, message.store)
-            if store is None:
-                raise MessageRejected(f"there is no store named {message.store!r}")
-            return store.id
+            try:
+                principal = await access.authenticate(
+                    conn, message.key, Permission.PUBLISH, store=message.store
+                )
+            except Unauthenticated:
+                raise MessageRejected(f"the {KEY_HEADER} header is not a valid API key") from None
+            except PermissionDenied as exc:
+                if exc.other_store:
+                    raise MessageRejected(
+                        "only admin keys may publish to another store (x-hub-store)"
+                    ) from None
+                raise MessageRejected(
+                    f"the key's role ({exc.role}) does not allow publishing"
+                ) from None
+            except UnknownStore as exc:
+                raise MessageRejected(f"there is no store named {exc.name!r}") from None
+            return principal.store_id
         trusted = self.settings.amqp_store
         if trusted is None:
             raise MessageRejected(

@@ -1,4 +1,5 @@
-"""The aiohttp application: middlewares (request ids, the error envelope, metrics) and routes."""
+"""The API's middlewares: request ids and metrics, and the error envelope (no traceback ever
+reaches a client)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,12 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.api.http import CATALOGUE, ENGINE, RATE_LIMITER, SETTINGS, json_response
-from hub.api.openapi import openapi_routes
-from hub.api.ratelimit import RateLimiter
-from hub.api.routes import routes
-from hub.console.views import console_app
-from hub.errors import ApiError, ErrorItem, StorageUnavailable
-from hub.events import EventCatalogue, load_catalogue
-from hub.settings import Settings
+from hub.api.errors import api_error, error_response
+from hub.appkeys import SETTINGS
+from hub.errors import ApiError, DomainError, ErrorItem, StorageUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -39,21 +33,6 @@ _STATUS_TITLES = {
     413: "Payload Too Large",
     415: "Unsupported Media Type",
 }
-
-
-def error_response(
-    items: list[ErrorItem], status: int, headers: dict[str, str] | None = None
-) -> web.Response:
-    body = {
-        "errors": [
-            {"status": i.status, "title": i.title, "detail": i.detail}
-            | ({"source": i.source} if i.source is not None else {})
-            for i in items
-        ]
-    }
-    response = json_response(body, status=status)
-    response.headers.update(headers or {})
-    return response
 
 
 def _storage_down(exc: BaseException) -> bool:
@@ -102,6 +81,9 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
     """Every error leaves in the spec's envelope; no traceback ever reaches a client."""
     try:
         return await handler(request)
+    except DomainError as exc:
+        answer = api_error(exc)
+        return error_response(answer.items, answer.status, answer.headers)
     except ApiError as exc:
         return error_response(exc.items, exc.status, exc.headers)
     except web.HTTPException as exc:
@@ -127,43 +109,3 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
             500, "Internal Server Error", "An unexpected error occurred; it was logged"
         )
         return error_response([item], 500)
-
-
-ops = web.RouteTableDef()
-
-
-@ops.get("/healthz")
-async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
-
-
-@ops.get("/readyz")
-async def readyz(request: web.Request) -> web.Response:
-    async with request.app[ENGINE].connect() as conn:
-        await conn.execute(text("SELECT 1"))
-    return json_response({"status": "ok"})
-
-
-@ops.get("/metrics")
-async def metrics(request: web.Request) -> web.Response:
-    response = web.Response(body=generate_latest())
-    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-    return response
-
-
-def create_app(
-    settings: Settings, engine: AsyncEngine, *, catalogue: EventCatalogue | None = None
-) -> web.Application:
-    """The API; the caller owns `engine` and adds the dispatcher's lifecycle when it runs one."""
-    app = web.Application(
-        middlewares=[request_context, error_envelope], client_max_size=settings.max_body_bytes
-    )
-    app[SETTINGS] = settings
-    app[ENGINE] = engine
-    app[CATALOGUE] = catalogue or load_catalogue()
-    app[RATE_LIMITER] = RateLimiter(settings.api_rate_limit, settings.api_rate_burst)
-    app.add_routes(ops)
-    app.add_routes(openapi_routes)
-    app.add_routes(routes)
-    app.add_subapp("/console", console_app())
-    return app
