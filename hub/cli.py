@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -19,13 +20,14 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from hub import crypto
-from hub.auth import generate_key, key_matches, key_prefix
-from hub.errors import ConfigurationError, SecretsUnreadable
+from hub.auth import generate_key
+from hub.errors import ConfigurationError, SecretsUnreadable, Unauthenticated
 from hub.logconfig import configure_logging
+from hub.services import access
 from hub.settings import Settings
 from hub.ssrf import LOOPBACK
 from hub.store import stores
-from hub.store.engine import create_engine, database_url, driver_of, migrate, migrate_url
+from hub.store.engine import create_engine, database_url, migrate, migrate_url
 from hub.store.models import ROLES
 
 DEV_STORE = "default"
@@ -167,11 +169,8 @@ async def _dev_key(url: str, existing: str | None) -> str:
         await migrate(engine)
         async with engine.begin() as conn:
             if existing:
-                prefix = key_prefix(existing)
-                found = (
-                    await stores.find_active_key(await driver_of(conn), prefix) if prefix else None
-                )
-                if found is not None and key_matches(existing, found[1]):
+                with contextlib.suppress(Unauthenticated):
+                    await access.identify(conn, existing)
                     return existing
             store = await stores.ensure_store(conn, DEV_STORE)
             new = generate_key()

@@ -3,14 +3,18 @@
 ::
 
     HubError
-    ├── ApiError                  rendered as the spec's error envelope, with its status
+    ├── DomainError               a use case refuses; each edge maps it to its own answer (the
+    │   │                         API to a status and the error envelope, the AMQP ingest to a
+    │   │                         dead letter's reason, the console to a page)
+    │   ├── NotFound              absent, or another store's
+    │   │   └── UnknownStore      no store has that name
+    │   ├── Conflict              the resource's state forbids the change
+    │   ├── PayloadTooLarge       an event over its size limit
+    │   ├── ValidationFailed      the input breaks rules: one (detail, source) per problem
+    │   ├── Unauthenticated       a missing, malformed, unknown or revoked key
+    │   └── PermissionDenied      the key's role lacks the permission, or names another store
+    ├── ApiError                  the HTTP edge's own answers, rendered with their status
     │   ├── BadRequest            400 malformed JSON or query parameter
-    │   ├── Unauthorized          401 missing or unknown API key
-    │   ├── Forbidden             403 the key lacks the role
-    │   ├── NotFound              404 absent, or another store's
-    │   ├── Conflict              409 the resource's state forbids the change
-    │   ├── PayloadTooLarge       413 body or event over its limit
-    │   ├── ValidationFailed      422 one error object per problem
     │   ├── TooManyRequests       429 the key's request rate is over HUB_API_RATE_LIMIT
     │   └── StorageUnavailable    503 the database cannot be reached
     ├── UnknownIntegrationType    no deliverer is registered for a type
@@ -19,15 +23,89 @@
     ├── SecretsUnavailable        a secret must be encrypted or decrypted but no HUB_SECRET_KEY
     ├── SecretsUnreadable         stored secrets that no key of HUB_SECRET_KEY decrypts
     └── TargetRefused (OSError)   the SSRF guard refuses a delivery's address
+
+Domain errors carry no HTTP status: `hub.api.errors` maps them to the API's statuses and titles.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+Problem = tuple[str, str | None]
+"""One problem with some input: a sentence for people, and the field it is about (if any)."""
+
 
 class HubError(Exception):
     """Base of every error the hub raises on purpose."""
+
+
+# --- what a use case refuses -------------------------------------------------------------------
+
+
+class DomainError(HubError):
+    """A use case's refusal. `problems` lists what is wrong, each with the field it concerns."""
+
+    default_detail = "The request cannot be carried out"
+
+    def __init__(self, detail: str | None = None, *, source: str | None = None) -> None:
+        detail = detail or self.default_detail
+        super().__init__(detail)
+        self.problems: list[Problem] = [(detail, source)]
+
+    @property
+    def detail(self) -> str:
+        """Every problem's sentence, in one line."""
+        return "; ".join(detail for detail, _ in self.problems)
+
+
+class NotFound(DomainError):
+    """Absent, or another store's: the two are indistinguishable to a caller."""
+
+    default_detail = "The resource could not be found"
+
+
+class UnknownStore(NotFound):
+    """No store has this name (an admin key's `X-Hub-Store`, an AMQP message's `x-hub-store`)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"There is no store named {name!r}")
+        self.name = name
+
+
+class Conflict(DomainError):
+    """The resource's state forbids the change (a disabled integration, a job in flight)."""
+
+
+class PayloadTooLarge(DomainError):
+    """An event payload over its size limit."""
+
+
+class ValidationFailed(DomainError):
+    """The input breaks the rules; one problem per broken rule."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        """`problems` is a list of (detail, source field path)."""
+        super().__init__(problems[0][0] if problems else "invalid input")
+        self.problems = list(problems) or self.problems
+
+
+class Unauthenticated(DomainError):
+    """No key, or a malformed, unknown or revoked one."""
+
+    default_detail = "Unable to validate access token"
+
+
+class PermissionDenied(DomainError):
+    """A valid key that may not do this: its `role` lacks the permission or, with
+    `other_store`, only admin keys may act on another store than their own."""
+
+    def __init__(self, detail: str, *, role: str, other_store: bool = False) -> None:
+        super().__init__(detail)
+        self.role = role
+        self.other_store = other_store
+
+
+# --- the HTTP edge's own answers ---------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +119,7 @@ class ErrorItem:
 
 
 class ApiError(HubError):
-    """An error the API answers with the spec's envelope."""
+    """An answer of the API's own (not a use case's), with its status and the spec's envelope."""
 
     status: int = 500
     title: str = "Internal Server Error"
@@ -55,47 +133,6 @@ class ApiError(HubError):
 class BadRequest(ApiError):
     status = 400
     title = "Bad Request"
-
-
-class Unauthorized(ApiError):
-    status = 401
-    title = "Unauthorized"
-
-    def __init__(self, detail: str = "Unable to validate access token") -> None:
-        super().__init__(detail)
-
-
-class Forbidden(ApiError):
-    status = 403
-    title = "Forbidden"
-
-
-class NotFound(ApiError):
-    status = 404
-    title = "Not Found"
-
-    def __init__(self, detail: str = "The resource could not be found") -> None:
-        super().__init__(detail)
-
-
-class Conflict(ApiError):
-    status = 409
-    title = "Conflict"
-
-
-class PayloadTooLarge(ApiError):
-    status = 413
-    title = "Payload Too Large"
-
-
-class ValidationFailed(ApiError):
-    status = 422
-    title = "Validation Error"
-
-    def __init__(self, problems: list[tuple[str, str | None]]) -> None:
-        """`problems` is a list of (detail, source field path)."""
-        super().__init__(problems[0][0] if problems else "invalid input")
-        self.items = [ErrorItem(self.status, self.title, d, s) for d, s in problems]
 
 
 class TooManyRequests(ApiError):
@@ -116,6 +153,9 @@ class StorageUnavailable(ApiError):
     def __init__(self, detail: str = "Storage is unavailable; try again shortly") -> None:
         super().__init__(detail)
         self.headers = {"Retry-After": "1"}
+
+
+# --- elsewhere ---------------------------------------------------------------------------------
 
 
 class UnknownIntegrationType(HubError):

@@ -13,7 +13,6 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub import crypto
-from hub.api.app import create_app
 from hub.dispatch import default_registry
 from hub.dispatch.worker import Worker
 from hub.events import load_catalogue
@@ -22,6 +21,7 @@ from hub.ingest.consumer import BATCH_LOOPS
 from hub.services.secrets import check_readable
 from hub.settings import Settings
 from hub.store.engine import create_engine, migrate
+from hub.web import create_app
 
 log = structlog.get_logger(__name__)
 

@@ -21,12 +21,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub import crypto
-from hub.api.app import create_app
 from hub.auth import generate_key
 from hub.settings import Settings
 from hub.ssrf import LOOPBACK
 from hub.store import stores
 from hub.store.engine import create_engine, migrate, plain_url
+from hub.web import create_app
 
 ADMIN_URL = os.environ.get("HUB_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -11,28 +11,22 @@ from uuid import UUID
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.api.ratelimit import RateLimiter
-from hub.auth import Permission, Principal, key_matches, key_prefix
+from hub.appkeys import ENGINE, SETTINGS
+from hub.auth import Permission, Principal
 from hub.errors import (
     BadRequest,
-    Forbidden,
     NotFound,
+    PermissionDenied,
     TooManyRequests,
-    Unauthorized,
+    Unauthenticated,
     ValidationFailed,
 )
-from hub.events import EventCatalogue
+from hub.services.access import authenticate
 from hub.services.validation import problems
-from hub.settings import Settings
-from hub.store import stores
-from hub.store.engine import driver
 from hub.store.records import Page
 
-SETTINGS = web.AppKey("settings", Settings)
-ENGINE = web.AppKey("engine", AsyncEngine)
-CATALOGUE = web.AppKey("catalogue", EventCatalogue)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
 M = TypeVar("M", bound=BaseModel)
@@ -95,41 +89,41 @@ def path_uuid(request: web.Request, name: str) -> UUID:
 
 
 async def authorize(request: web.Request, permission: Permission) -> Principal:
-    """The caller's principal if their key is valid and grants `permission`.
+    """The caller's principal if their bearer key is valid and grants `permission`, acting on
+    the store named by `X-Hub-Store` (admin keys) or else the key's own.
 
-    In this order: 401 for a missing, malformed, unknown or revoked key (the digest compared in
-    constant time); 429 when the key is over its rate limit (`hub.api.ratelimit`); 403 when its
-    role lacks `permission` or a non-admin names another store; 404 for an unknown store.
+    The checks and their order are `hub.services.access.authenticate`'s; a key over its rate
+    limit (`hub.api.ratelimit`) is refused with 429 once it is identified, before its rights
+    are judged.
     """
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    token = token.strip()
-    prefix = key_prefix(token) if scheme.lower() == "bearer" else None
-    if prefix is None:
-        raise Unauthorized()
-    # One prepared statement in autocommit on the driver connection: no BEGIN or ROLLBACK round
-    # trips, and none of SQLAlchemy's per-statement work, on every request.
-    async with driver(request.app[ENGINE]) as db:
-        found = await stores.find_active_key(db, prefix)
-    if found is None or not key_matches(token, found[1]):
-        raise Unauthorized()
-    key = found[0]
-    wait = request.app[RATE_LIMITER].take(key.id)
-    if wait is not None:
-        raise TooManyRequests(wait)
-    principal = Principal(key.id, key.role, key.store_id, key.store_name)
-    if not principal.can(permission):
-        raise Forbidden(f"This key's role ({key.role}) does not allow this action")
-    wanted = request.headers.get("X-Hub-Store")
-    if wanted and wanted != key.store_name:
-        if not principal.can(Permission.ANY_STORE):
-            raise Forbidden("Only admin keys may act on another store (X-Hub-Store)")
-        async with request.app[ENGINE].connect() as conn:
-            store = await stores.get_store_by_name(conn, wanted)
-        if store is None:
-            raise NotFound(f"There is no store named {wanted!r}")
-        principal = Principal(key.id, key.role, store.id, store.name)
-    return principal
+    if scheme.lower() != "bearer":
+        raise Unauthenticated()
+    limiter = request.app[RATE_LIMITER]
+
+    def admit(principal: Principal) -> None:
+        wait = limiter.take(principal.key_id)
+        if wait is not None:
+            raise TooManyRequests(wait)
+
+    async with request.app[ENGINE].connect() as conn:
+        try:
+            return await authenticate(
+                conn,
+                token.strip(),
+                permission,
+                store=request.headers.get("X-Hub-Store") or None,
+                admit=admit,
+            )
+        except PermissionDenied as exc:
+            if not exc.other_store:
+                raise
+            raise PermissionDenied(
+                "Only admin keys may act on another store (X-Hub-Store)",
+                role=exc.role,
+                other_store=True,
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)

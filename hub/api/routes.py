@@ -9,9 +9,6 @@ from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
 from hub.api.http import (
-    CATALOGUE,
-    ENGINE,
-    SETTINGS,
     authorize,
     bool_filter,
     json_response,
@@ -23,10 +20,6 @@ from hub.api.http import (
     read_json,
 )
 from hub.api.schemas import (
-    EventIn,
-    IntegrationCreate,
-    IntegrationUpdate,
-    ReplayCreate,
     SecretOut,
     event_out,
     integration_out,
@@ -37,6 +30,7 @@ from hub.api.schemas import (
     status_out,
     timestamp,
 )
+from hub.appkeys import CATALOGUE, ENGINE, SETTINGS
 from hub.auth import Permission
 from hub.errors import BadRequest, NotFound, ValidationFailed
 from hub.events import is_valid_key, match_candidates, validate_observed
@@ -44,6 +38,7 @@ from hub.services import events as event_service
 from hub.services import integrations as integration_service
 from hub.services import jobs as job_service
 from hub.services import replay as replay_service
+from hub.services.inputs import EventIn, IntegrationCreate, IntegrationUpdate, ReplayCreate
 from hub.services.validation import problems
 from hub.ssrf import SsrfGuard
 from hub.store import integrations, jobs, logs

@@ -1,10 +1,5 @@
-"""The operator console: server-rendered pages over the same store and role rules as the API.
-
-Sign-in takes an API key, checked like the API's (`hub.auth`); the console then keeps a random
-session id in an HttpOnly, SameSite=Strict cookie and, in memory, what it stands for (the key's
-id and prefix, role and store: never the key). Every request re-checks that the key is still
-active, so revoking a key ends its console sessions. Every form carries the session's CSRF token;
-the sign-in form, which comes before any session, uses a double-submit cookie.
+"""The operator console's pages: server-rendered, over the same store and role rules as the API
+(the use cases in `hub.services`). Sessions and CSRF are `hub.console.sessions`'s.
 """
 
 from __future__ import annotations
@@ -12,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,26 +18,46 @@ import jinja2
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from hub.api.http import CATALOGUE, ENGINE, SETTINGS
-from hub.api.schemas import IntegrationUpdate, ReplayCreate, masked_configuration
-from hub.auth import Permission, Principal, key_matches, key_prefix
-from hub.console import queries
-from hub.errors import ApiError
+from hub.appkeys import CATALOGUE, ENGINE
+from hub.auth import Permission, key_prefix
+from hub.console import queries, sessions
+from hub.console.sessions import (
+    CURRENT,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    SESSION_TTL,
+    SESSIONS,
+    Refused,
+    Session,
+    checked_form,
+    cookie_options,
+    flash,
+    manager,
+    need,
+    not_found,
+)
+from hub.errors import (
+    Conflict,
+    DomainError,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    Unauthenticated,
+    ValidationFailed,
+)
+from hub.services import access
 from hub.services import events as event_service
 from hub.services import integrations as integration_service
 from hub.services import jobs as job_service
 from hub.services import replay as replay_service
-from hub.store import events, integrations, stores
+from hub.services.inputs import IntegrationUpdate, ReplayCreate
+from hub.services.integrations import masked_configuration
+from hub.store import events, integrations
 from hub.store import jobs as job_store
 from hub.store import logs as log_store
-from hub.store.engine import driver
 from hub.store.models import JOB_STATUSES
 
 HERE = Path(__file__).parent
-SESSION_COOKIE = "hub_console"
-LOGIN_CSRF_COOKIE = "hub_console_login"
-SESSION_TTL = 12 * 3600.0
-"""Seconds a console session lasts after sign-in."""
 STREAM_POLL = 1.0
 """Seconds between the log stream's looks at the logs table."""
 BODY_EXCERPT = 2000
@@ -54,123 +67,36 @@ PAGE_SIZE = 50
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@dataclass
-class Session:
-    key_id: UUID
-    prefix: str
-    role: str
-    store_id: UUID
-    store_name: str
-    csrf: str
-    expires: float
-    flash: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def principal(self) -> Principal:
-        return Principal(self.key_id, self.role, self.store_id, self.store_name)
-
-    @property
-    def can_manage(self) -> bool:
-        return self.principal.can(Permission.WRITE)
-
-
-SESSIONS = web.AppKey("console_sessions", dict[str, Session])
-CURRENT = web.RequestKey("console_session", Session)
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
-
-
-def _not_found() -> _Refused:
-    return _Refused(
-        404, "Not found", "There is no such page in this store. Go back to the integrations."
-    )
-
-
-# --- sessions and CSRF -------------------------------------------------------------------------
-
-
-def _cookie_options(request: web.Request) -> dict[str, Any]:
-    return {
-        "httponly": True,
-        "samesite": "Strict",
-        "secure": request.secure or request.config_dict[SETTINGS].base_url().startswith("https:"),
-        "path": "/console",
-    }
-
-
-async def _session(request: web.Request) -> Session | None:
-    """The signed-in session, if its key is still active."""
-    sid = request.cookies.get(SESSION_COOKIE)
-    sessions = request.app[SESSIONS]
-    found = sessions.get(sid) if sid else None
-    if found is None:
-        return None
-    if found.expires < time.monotonic():
-        sessions.pop(sid or "", None)
-        return None
-    async with driver(request.config_dict[ENGINE]) as db:
-        active = await stores.find_active_key(db, found.prefix)
-    if active is None or active[0].id != found.key_id:
-        sessions.pop(sid or "", None)
-        return None
-    return found
-
-
-def _need(request: web.Request) -> Session:
-    if CURRENT not in request:
-        raise web.HTTPSeeOther("/console/login")
-    return request[CURRENT]
-
-
-async def _form(request: web.Request, session: Session) -> dict[str, str]:
-    """The posted form, once its CSRF token is checked."""
-    form = await request.post()
-    token = form.get("csrf")
-    if not isinstance(token, str) or not secrets.compare_digest(token, session.csrf):
-        raise _Refused(
-            403,
-            "Form expired",
-            "The form's security token is missing or stale. Reload the page and try again.",
-        )
-    return {k: v for k, v in form.items() if isinstance(v, str)}
-
-
-def _manager(request: web.Request) -> Session:
-    session = _need(request)
-    if not session.can_manage:
-        raise _Refused(
-            403,
-            "Not allowed",
-            f"This key's role ({session.role}) can look but not act. "
-            "Sign in with a manage key to do this.",
-        )
-    return session
-
-
-def _flash(session: Session, kind: str, message: str) -> None:
-    session.flash.append((kind, message))
+#: The console's page for a use case's refusal: status and title (the detail is the error's).
+REFUSALS: dict[type[DomainError], tuple[int, str]] = {
+    Unauthenticated: (401, "Unauthorized"),
+    PermissionDenied: (403, "Forbidden"),
+    Conflict: (409, "Conflict"),
+    PayloadTooLarge: (413, "Payload Too Large"),
+    ValidationFailed: (422, "Validation Error"),
+    DomainError: (400, "Bad Request"),
+}
 
 
 @web.middleware
 async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Finds the session, and renders refusals and errors as pages rather than JSON."""
-    found = await _session(request)
+    found = await sessions.find(request)
     if found is not None:
         request[CURRENT] = found
     try:
         response = await handler(request)
-    except _Refused as exc:
+    except Refused as exc:
         response = _error_page(request, exc.status, exc.title, exc.detail)
-    except ApiError as exc:
-        item = _not_found() if exc.status == 404 else exc.items[0]
-        response = _error_page(request, exc.status, item.title, item.detail)
+    except NotFound:
+        gone = not_found()
+        response = _error_page(request, gone.status, gone.title, gone.detail)
+    except DomainError as exc:
+        status, title = next(REFUSALS[c] for c in type(exc).__mro__ if c in REFUSALS)
+        response = _error_page(request, status, title, exc.problems[0][0])
     except web.HTTPNotFound:
-        exc404 = _not_found()
-        response = _error_page(request, 404, exc404.title, exc404.detail)
+        gone = not_found()
+        response = _error_page(request, gone.status, gone.title, gone.detail)
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault(
@@ -204,7 +130,7 @@ def _uuid(request: web.Request, name: str) -> UUID:
     try:
         return UUID(request.match_info[name])
     except ValueError:
-        raise _not_found() from None
+        raise not_found() from None
 
 
 def _iso(value: datetime | None) -> str:
@@ -220,7 +146,7 @@ def _when(raw: str | None, name: str) -> datetime | None:
     try:
         value = datetime.fromisoformat(raw)
     except ValueError:
-        raise _Refused(
+        raise Refused(
             400, "Bad filter", f"{name} must be a date and time such as 2026-11-22T10:00"
         ) from None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
@@ -263,7 +189,7 @@ def _login_response(request: web.Request, *, error: str | None, status: int) -> 
     response = aiohttp_jinja2.render_template(
         "login.html", request, _context(request, error=error, csrf=token), status=status
     )
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, **_cookie_options(request))
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, **cookie_options(request))
     return response
 
 
@@ -277,54 +203,34 @@ async def login(request: web.Request) -> web.Response:
         )
     raw = form.get("key")
     key = raw.strip() if isinstance(raw, str) else ""
-    prefix = key_prefix(key)
-    found = None
-    if prefix is not None:
-        async with driver(request.config_dict[ENGINE]) as db:
-            found = await stores.find_active_key(db, prefix)
-    if found is None or not key_matches(key, found[1]):
+    try:
+        async with request.config_dict[ENGINE].connect() as conn:
+            principal = await access.authenticate(conn, key, Permission.READ)
+    except Unauthenticated:
         return _login_response(
             request,
             error="That key is not valid. Paste a whole, active API key (hub_…); "
             "`hub keys create` makes one.",
             status=401,
         )
-    record = found[0]
-    if not Principal(record.id, record.role, record.store_id, record.store_name).can(
-        Permission.READ
-    ):
+    except PermissionDenied as exc:
         return _login_response(
             request,
-            error=f"A {record.role} key cannot read integrations; sign in with a view or "
-            "manage key.",
+            error=f"A {exc.role} key cannot read integrations; sign in with a view or manage key.",
             status=403,
         )
-    sid = secrets.token_urlsafe(32)
-    sessions = request.app[SESSIONS]
-    now = time.monotonic()
-    for stale in [k for k, v in sessions.items() if v.expires < now]:
-        del sessions[stale]
-    sessions[sid] = Session(
-        key_id=record.id,
-        prefix=record.prefix,
-        role=record.role,
-        store_id=record.store_id,
-        store_name=record.store_name,
-        csrf=secrets.token_urlsafe(32),
-        expires=now + SESSION_TTL,
-    )
+    sid = sessions.start(request, principal, prefix=key_prefix(key) or "")
     response = web.HTTPSeeOther("/console/integrations")
-    response.set_cookie(SESSION_COOKIE, sid, max_age=int(SESSION_TTL), **_cookie_options(request))
+    response.set_cookie(SESSION_COOKIE, sid, max_age=int(SESSION_TTL), **cookie_options(request))
     response.del_cookie(LOGIN_CSRF_COOKIE, path="/console")
     raise response
 
 
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.Response:
-    session = _need(request)
-    await _form(request, session)
-    sid = request.cookies.get(SESSION_COOKIE, "")
-    request.app[SESSIONS].pop(sid, None)
+    session = need(request)
+    await checked_form(request, session)
+    sessions.end(request)
     response = web.HTTPSeeOther("/console/login")
     response.del_cookie(SESSION_COOKIE, path="/console")
     raise response
@@ -332,7 +238,7 @@ async def logout(request: web.Request) -> web.Response:
 
 @routes.get("/integrations")
 async def integrations_page(request: web.Request) -> web.Response:
-    session = _need(request)
+    session = need(request)
     kind = request.query.get("type") or None
     enabled_raw = request.query.get("enabled") or ""
     enabled = {"true": True, "false": False}.get(enabled_raw)
@@ -369,7 +275,7 @@ async def _integration_context(
     q = request.query
     status = q.get("status") or ""
     if status and status not in JOB_STATUSES:
-        raise _Refused(400, "Bad filter", f"status must be one of {', '.join(JOB_STATUSES)}")
+        raise Refused(400, "Bad filter", f"status must be one of {', '.join(JOB_STATUSES)}")
     event_key = (q.get("event") or "").strip()
     since, until = _when(q.get("since"), "From"), _when(q.get("until"), "To")
     flt = job_store.JobFilter(
@@ -414,29 +320,29 @@ async def _integration_context(
 
 @routes.get("/integrations/{id}")
 async def integration_page(request: web.Request) -> web.Response:
-    session = _need(request)
+    session = need(request)
     context = await _integration_context(request, session, _uuid(request, "id"))
     return aiohttp_jinja2.render_template("integration.html", request, context)
 
 
 @routes.post("/integrations/{id}/secret")
 async def reveal_secret(request: web.Request) -> web.Response:
-    session = _manager(request)
-    await _form(request, session)
+    session = manager(request)
+    await checked_form(request, session)
     integration_id = _uuid(request, "id")
     context = await _integration_context(request, session, integration_id)
     async with request.config_dict[ENGINE].connect() as conn:
         found = await integrations.get_signing_secrets(conn, session.store_id, integration_id)
     if found is None:
-        raise _not_found()
+        raise not_found()
     context["secret"] = found.current
     return aiohttp_jinja2.render_template("integration.html", request, context)
 
 
 @routes.post("/integrations/{id}/enabled")
 async def set_enabled(request: web.Request) -> web.Response:
-    session = _manager(request)
-    form = await _form(request, session)
+    session = manager(request)
+    form = await checked_form(request, session)
     integration_id = _uuid(request, "id")
     enabled = form.get("enabled") == "true"
     data = IntegrationUpdate.model_validate({"type": "integration", "enabled": enabled})
@@ -444,7 +350,7 @@ async def set_enabled(request: web.Request) -> web.Response:
         await integration_service.update(
             conn, request.config_dict[CATALOGUE], session.store_id, integration_id, data
         )
-    _flash(
+    flash(
         session,
         "ok",
         "Enabled: new events will be delivered."
@@ -456,27 +362,27 @@ async def set_enabled(request: web.Request) -> web.Response:
 
 @routes.post("/integrations/{id}/test")
 async def test_send(request: web.Request) -> web.Response:
-    session = _manager(request)
-    await _form(request, session)
+    session = manager(request)
+    await checked_form(request, session)
     integration_id = _uuid(request, "id")
     async with request.config_dict[ENGINE].begin() as conn:
         job = await event_service.send_test(conn, session.store_id, integration_id)
-    _flash(session, "ok", "A test event was queued; its job is below and updates as it runs.")
+    flash(session, "ok", "A test event was queued; its job is below and updates as it runs.")
     raise web.HTTPSeeOther(f"/console/integrations/{integration_id}/jobs/{job.id}")
 
 
 @routes.post("/integrations/{id}/replay")
 async def replay(request: web.Request) -> web.Response:
-    session = _manager(request)
-    form = await _form(request, session)
+    session = manager(request)
+    form = await checked_form(request, session)
     integration_id = _uuid(request, "id")
     since = _when(form.get("since"), "Since")
     if since is None:
-        raise _Refused(400, "Missing time", "Say since when failed jobs should be replayed.")
+        raise Refused(400, "Missing time", "Say since when failed jobs should be replayed.")
     data = ReplayCreate.model_validate({"type": "integration-replay", "since": since})
     async with request.config_dict[ENGINE].begin() as conn:
         record = await replay_service.start(conn, session.store_id, integration_id, data)
-    _flash(
+    flash(
         session,
         "ok",
         f"Replay queued: {record.total} failed job(s) since {_iso(since)} will be sent again.",
@@ -486,13 +392,13 @@ async def replay(request: web.Request) -> web.Response:
 
 @routes.get("/integrations/{id}/jobs/{job_id}")
 async def job_page(request: web.Request) -> web.Response:
-    session = _need(request)
+    session = need(request)
     integration_id, job_id = _uuid(request, "id"), _uuid(request, "job_id")
     async with request.config_dict[ENGINE].connect() as conn:
         integration = await integrations.get_integration(conn, session.store_id, integration_id)
         job = await job_store.get_job(conn, session.store_id, integration_id, job_id)
         if integration is None or job is None:
-            raise _not_found()
+            raise not_found()
         event = await events.get_event(conn, session.store_id, job.event_id)
         logs = await log_store.list_logs(
             conn,
@@ -520,18 +426,18 @@ async def job_page(request: web.Request) -> web.Response:
 
 @routes.post("/integrations/{id}/jobs/{job_id}/retry")
 async def retry(request: web.Request) -> web.Response:
-    session = _manager(request)
-    await _form(request, session)
+    session = manager(request)
+    await checked_form(request, session)
     integration_id, job_id = _uuid(request, "id"), _uuid(request, "job_id")
     async with request.config_dict[ENGINE].begin() as conn:
         new = await job_service.retry(conn, session.store_id, integration_id, job_id)
-    _flash(session, "ok", "Retry queued as a new job; this page follows it.")
+    flash(session, "ok", "Retry queued as a new job; this page follows it.")
     raise web.HTTPSeeOther(f"/console/integrations/{integration_id}/jobs/{new.id}")
 
 
 @routes.get("/logs")
 async def logs_page(request: web.Request) -> web.Response:
-    session = _need(request)
+    session = need(request)
     async with request.config_dict[ENGINE].connect() as conn:
         rows = await queries.stream_rows(conn, session.store_id, after=None, limit=PAGE_SIZE)
     return aiohttp_jinja2.render_template(
@@ -558,7 +464,7 @@ def _cursor(raw: str | None) -> tuple[datetime, UUID] | None:
 @routes.get("/logs/stream")
 async def logs_stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one `log` event per new attempt, checked every STREAM_POLL seconds."""
-    session = _need(request)
+    session = need(request)
     after = _cursor(request.query.get("after"))
     engine = request.config_dict[ENGINE]
     if after is None:
@@ -580,7 +486,7 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
 
 
 def console_app() -> web.Application:
-    """The console as a sub-application, mounted by `hub.api.app.create_app` at /console."""
+    """The console as a sub-application, mounted by `hub.web.create_app` at /console."""
     app = web.Application(middlewares=[console_middleware])
     app[SESSIONS] = {}
     env = aiohttp_jinja2.setup(
@@ -597,4 +503,4 @@ def console_app() -> web.Application:
 
 
 async def _unknown_page(request: web.Request) -> web.Response:
-    raise _not_found()
+    raise not_found()

@@ -42,7 +42,6 @@ import os
 import socket
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,16 +52,15 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from deliverers.base import Delivery, DeliveryResult, Target
-from deliverers.config import CONFIG_MODELS
+from deliverers.base import Delivery, DeliveryResult
 from deliverers.registry import DelivererRegistry
-from hub import crypto
 from hub.dispatch.limits import RateLimits, retry_slots
+from hub.dispatch.targets import Targets
 from hub.errors import SecretsUnreadable, UnknownIntegrationType
 from hub.retry import Fail, Retry, Succeed, decide
 from hub.settings import Settings
 from hub.store import attempts, claiming, enqueue, retention
-from hub.store.engine import driver, plain_url
+from hub.store.engine import distrust_connections, driver, plain_url, storage_unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -88,8 +86,6 @@ RECORD_BATCH = 500
 INTERRUPTED = "The hub stopped before the attempt finished; it will be retried"
 #: While a purge pass still finds full batches, the next one comes this many times sooner.
 RETENTION_CATCH_UP = 5
-#: Integrations whose delivery targets a worker keeps built (`Targets`).
-TARGET_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,60 +102,6 @@ class _Metrics:
             seconds=ATTEMPT_SECONDS.labels(integration_type),
             succeeded=ATTEMPTS.labels(integration_type, "succeeded"),
             failed=ATTEMPTS.labels(integration_type, "failed"),
-        )
-
-
-class Targets:
-    """The delivery targets this worker built, one per integration, least recently used first.
-
-    Building one decrypts the integration's secrets (Fernet) and validates its configuration
-    (pydantic): work worth doing once per version of an integration, not once per delivery. A
-    version is the integration's `updated_at`, which every change bumps (configuration, signing
-    secret rotation, enabling, renaming), plus its previous signing secret as the claim returned
-    it (that one lapses at the end of its grace period without any change): a changed
-    integration is rebuilt at its next claim. A target that cannot be built (unreadable secrets,
-    invalid configuration) is not kept, so its error comes back on every attempt.
-    """
-
-    def __init__(self, size: int = TARGET_CACHE_SIZE) -> None:
-        self._size = size
-        self._built: OrderedDict[uuid.UUID, tuple[tuple[datetime, str | None], Target]] = (
-            OrderedDict()
-        )
-
-    def __len__(self) -> int:
-        return len(self._built)
-
-    def get(self, job: claiming.ClaimedJob) -> Target:
-        """The target of `job`'s integration at the version it was claimed with.
-
-        Raises `SecretsUnreadable` or pydantic's `ValidationError` when it cannot be built.
-        """
-        version = (job.integration_updated_at, job.previous_signing_secret)
-        known = self._built.get(job.integration_id)
-        if known is not None and known[0] == version:
-            self._built.move_to_end(job.integration_id)
-            return known[1]
-        target = self._build(job)
-        self._built[job.integration_id] = (version, target)
-        self._built.move_to_end(job.integration_id)
-        if len(self._built) > self._size:
-            self._built.popitem(last=False)
-        return target
-
-    @staticmethod
-    def _build(job: claiming.ClaimedJob) -> Target:
-        stored = crypto.open_configuration(job.configuration)  # `SecretsUnreadable` if it cannot
-        configuration = CONFIG_MODELS[job.integration_type].model_validate(stored)
-        signing_secrets = (job.signing_secret, job.previous_signing_secret)
-        return Target(
-            id=job.integration_id,
-            store_id=job.store_id,
-            name=job.integration_name,
-            description=job.integration_description,
-            integration_type=job.integration_type,
-            configuration=configuration,
-            signing_secrets=tuple(crypto.open_text(s) for s in signing_secrets if s),
         )
 
 
@@ -313,6 +255,8 @@ class Worker:
                 self._due_in = None if jobs else await claiming.next_due_in(db)
         except Exception as exc:
             self._due_in = None
+            if storage_unavailable(exc):
+                distrust_connections()
             error = str(exc) or type(exc).__name__
             if jobs:
                 log.warning("claimed_jobs_not_settled", error=error, claimed=len(jobs))
@@ -506,6 +450,8 @@ class Worker:
                     )
                 return
             except Exception as exc:
+                if storage_unavailable(exc):
+                    distrust_connections()
                 log.warning("record_failed", error=str(exc) or type(exc).__name__, count=len(batch))
                 if self._stopping.is_set() and time.monotonic() > self._give_up_at:
                     log.error("records_dropped_at_shutdown", count=len(batch))

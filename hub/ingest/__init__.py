@@ -5,6 +5,6 @@ published through `hub.services.events.publish`, exactly like the HTTP edge, and
 the event and its jobs are committed. See `consumer`'s docstring for the topology and outcomes.
 """
 
-from hub.ingest.consumer import AmqpIngest, declare_topology, storage_unavailable
+from hub.ingest.consumer import AmqpIngest, declare_topology
 
-__all__ = ["AmqpIngest", "declare_topology", "storage_unavailable"]
+__all__ = ["AmqpIngest", "declare_topology"]

@@ -43,7 +43,6 @@ from typing import Any
 from uuid import UUID
 
 import aio_pika
-import asyncpg
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
@@ -53,12 +52,10 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from prometheus_client import Counter
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from hub.api.schemas import EventIn
-from hub.auth import Permission, Principal, key_matches, key_prefix
-from hub.errors import ApiError, MessageRejected
+from hub.auth import Permission
+from hub.errors import DomainError, MessageRejected, PermissionDenied, Unauthenticated, UnknownStore
 from hub.events import EventCatalogue
 from hub.ingest.messages import (
     KEY_HEADER,
@@ -66,12 +63,13 @@ from hub.ingest.messages import (
     REASON_HEADER,
     IngestMessage,
     decode,
-    reason_of,
 )
+from hub.services import access
 from hub.services import events as event_service
+from hub.services.inputs import EventIn
 from hub.settings import Settings
 from hub.store import stores
-from hub.store.engine import driver_of
+from hub.store.engine import distrust_connections, storage_unavailable
 from hub.store.records import Published
 
 log = structlog.get_logger(__name__)
@@ -86,30 +84,6 @@ MESSAGES = Counter(
 MAX_BATCH = 100
 #: Batches handled at once: one can commit while the next is being written.
 BATCH_LOOPS = 2
-
-#: SQLSTATE classes that mean the database cannot serve now (not that the query is wrong):
-#: 08 connection exception, 53 insufficient resources, 57P operator intervention (shutdown).
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
-
-
-def storage_unavailable(exc: BaseException) -> bool:
-    """Is this the database being unreachable or refusing service, rather than a bug?"""
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError | TimeoutError | sa_exc.TimeoutError):
-            return True
-        if isinstance(current, asyncpg.exceptions.InterfaceError):
-            return True
-        sqlstate = getattr(current, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
-            return True
-        nxt = current.orig if isinstance(current, sa_exc.DBAPIError) else None
-        current = nxt or current.__cause__
-    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +239,7 @@ class AmqpIngest:
                 published, refused = await self._publish_together(conn, ready)
         except Exception as exc:
             if storage_unavailable(exc):
+                distrust_connections()
                 await self._requeue([message for message, _ in ready], exc)
                 return
             # A message broke a rule (or tripped a bug): one by one, so that only it is
@@ -333,11 +308,12 @@ class AmqpIngest:
         except MessageRejected as exc:
             await self._dead_letter(message, exc.reason)
             return
-        except ApiError as exc:
-            await self._dead_letter(message, reason_of(exc))
+        except DomainError as exc:
+            await self._dead_letter(message, exc.detail)
             return
         except Exception as exc:
             if storage_unavailable(exc):
+                distrust_connections()
                 await self._requeue([message], exc)
                 return
             _log(message).exception("amqp_message_failed")
@@ -364,22 +340,23 @@ class AmqpIngest:
     async def _store_for(self, conn: AsyncConnection, message: IngestMessage) -> UUID:
         """The store the message publishes to, authorised by its key or the queue's binding."""
         if message.key is not None:
-            prefix = key_prefix(message.key)
-            found = await stores.find_active_key(await driver_of(conn), prefix) if prefix else None
-            if found is None or not key_matches(message.key, found[1]):
-                raise MessageRejected(f"the {KEY_HEADER} header is not a valid API key")
-            key = found[0]
-            principal = Principal(key.id, key.role, key.store_id, key.store_name)
-            if not principal.can(Permission.PUBLISH):
-                raise MessageRejected(f"the key's role ({key.role}) does not allow publishing")
-            if message.store is None or message.store == key.store_name:
-                return key.store_id
-            if not principal.can(Permission.ANY_STORE):
-                raise MessageRejected("only admin keys may publish to another store (x-hub-store)")
-            store = await stores.get_store_by_name(conn, message.store)
-            if store is None:
-                raise MessageRejected(f"there is no store named {message.store!r}")
-            return store.id
+            try:
+                principal = await access.authenticate(
+                    conn, message.key, Permission.PUBLISH, store=message.store
+                )
+            except Unauthenticated:
+                raise MessageRejected(f"the {KEY_HEADER} header is not a valid API key") from None
+            except PermissionDenied as exc:
+                if exc.other_store:
+                    raise MessageRejected(
+                        "only admin keys may publish to another store (x-hub-store)"
+                    ) from None
+                raise MessageRejected(
+                    f"the key's role ({exc.role}) does not allow publishing"
+                ) from None
+            except UnknownStore as exc:
+                raise MessageRejected(f"there is no store named {exc.name!r}") from None
+            return principal.store_id
         trusted = self.settings.amqp_store
         if trusted is None:
             raise MessageRejected(

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import orjson
 from pydantic import ValidationError
 
-from hub.api.schemas import EventIn
-from hub.errors import ApiError, MessageRejected
+from hub.errors import MessageRejected
+from hub.services.inputs import EventIn
 from hub.services.validation import problems
 
 STORE_HEADER = "x-hub-store"
@@ -51,11 +51,6 @@ def _header(headers: Mapping[str, object], name: str) -> str | None:
     if not isinstance(value, str) or not value.strip():
         raise MessageRejected(f"the {name} header must be a non-empty string")
     return value.strip()
-
-
-def reason_of(error: ApiError) -> str:
-    """An API error's details as one line: what a dead letter says."""
-    return "; ".join(item.detail for item in error.items)
 
 
 def decode(

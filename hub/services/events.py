@@ -23,10 +23,10 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import conditions
-from hub.api.schemas import EventIn
 from hub.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from hub.events import TEST_KEY, EventCatalogue, match_candidates, matches, validate_published
 from hub.ids import uuid7
+from hub.services.inputs import EventIn
 from hub.store import enqueue, events, integrations, jobs
 from hub.store.engine import driver_of
 from hub.store.records import EventRecord, JobRecord, Published

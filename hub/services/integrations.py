@@ -13,13 +13,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deliverers.config import CONFIG_MODELS, GUARD, SECRET_FIELD_NAMES, mask
 from hub import conditions
-from hub.api.schemas import IntegrationCreate, IntegrationUpdate
 from hub.errors import NotFound, ValidationFailed
 from hub.events import EventCatalogue, validate_observed
+from hub.services.inputs import IntegrationCreate, IntegrationUpdate
 from hub.services.validation import problems
 from hub.ssrf import SsrfGuard
 from hub.store import integrations, logs
 from hub.store.records import IntegrationRecord, IntegrationStatusRecord
+
+
+def masked_configuration(integration_type: str, configuration: dict[str, Any]) -> dict[str, Any]:
+    """The configuration as callers may see it: secrets masked as EP does (`mask`)."""
+    secrets_ = CONFIG_MODELS[integration_type].SECRET_FIELDS
+    return {
+        key: mask(value) if key in secrets_ and isinstance(value, str) else value
+        for key, value in configuration.items()
+    }
 
 
 def new_signing_secret() -> str:

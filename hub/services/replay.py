@@ -13,8 +13,8 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.api.schemas import ReplayCreate
 from hub.errors import Conflict, NotFound, ValidationFailed
+from hub.services.inputs import ReplayCreate
 from hub.store import integrations, replays
 from hub.store.records import ReplayRecord
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import warnings
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ import structlog
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, func, select
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -90,6 +92,60 @@ def _json_dumps(value: object) -> str:
 
 #: A pooled connection idle at least this long is pinged before use (see `create_engine`).
 PING_IDLE_SECONDS = 1.0
+#: After a storage fault, every checkout is pinged for this long (see `distrust_connections`).
+DISTRUST_SECONDS = 5.0
+_distrust_until = 0.0
+
+#: SQLSTATE classes that mean the database cannot serve now (not that the query is wrong):
+#: 08 connection exception, 53 insufficient resources, 57P operator intervention (shutdown).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+#: What asyncpg says of a connection an unsolicited error left waiting (a server's FATAL
+#: "terminating connection" arriving while it was idle): it is gone, though not closed yet.
+_LEFT_MID_OPERATION = re.compile(r"another operation (\(\d+\) )?is in progress")
+
+
+def storage_unavailable(exc: BaseException) -> bool:
+    """Is this the database being unreachable or refusing service, rather than a bug?
+
+    Looks through the error's causes (SQLAlchemy wraps the driver's): network errors and
+    timeouts, the driver's interface errors, SQLSTATEs of a connection or a server going away,
+    and a driver connection that a dying server's unsolicited error left unusable before the
+    connection itself was lost ("another operation is in progress").
+    """
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(
+            current,
+            OSError | TimeoutError | sa_exc.TimeoutError | asyncpg.exceptions.InterfaceError,
+        ):
+            return True
+        if isinstance(
+            current, asyncpg.exceptions.InternalClientError
+        ) and _LEFT_MID_OPERATION.search(str(current)):
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        nxt = current.orig if isinstance(current, sa_exc.DBAPIError) else None
+        current = nxt or current.__cause__
+    return False
+
+
+def distrust_connections() -> None:
+    """A storage fault was seen: ping every pooled connection before its next use, for
+    `DISTRUST_SECONDS`.
+
+    A server going away sends idle connections an error before it closes them, and asyncpg
+    leaves a connection that got one unusable but not yet closed; connections idle for less
+    than `PING_IDLE_SECONDS` are otherwise handed out unchecked, and such a one would fail the
+    next request. The ping finds it, and the pool discards it.
+    """
+    global _distrust_until
+    _distrust_until = time.monotonic() + DISTRUST_SECONDS
 
 
 def _note_idle_since(dbapi_connection: Any, record: ConnectionPoolEntry, *_args: Any) -> None:
@@ -103,7 +159,8 @@ def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: An
         # "another operation is in progress".
         raise DisconnectionError("the connection was lost")
     idle_since = record.info.get("idle_since")
-    if idle_since is not None and time.monotonic() - idle_since < PING_IDLE_SECONDS:
+    now = time.monotonic()
+    if idle_since is not None and now - idle_since < PING_IDLE_SECONDS and now > _distrust_until:
         return
     try:
         dbapi_connection.ping()

@@ -11,13 +11,17 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import structlog
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.ids import uuid7
+from hub.store.engine import distrust_connections, storage_unavailable
 from hub.store.jobs import job_record
 from hub.store.models import jobs
 from hub.store.records import JobRecord
+
+log = structlog.get_logger(__name__)
 
 #: The channel a publish transaction notifies so that idle workers wake at once.
 CHANNEL = "hub_jobs"
@@ -70,8 +74,23 @@ async def insert_published(
     )
     inserted = {row[0] for row in rows}
     if any(job.event_id in inserted for job in new_jobs):
-        await wake_workers(db)
+        if db.is_in_transaction():
+            await wake_workers(db)  # at the caller's commit; its failure fails the transaction
+        else:
+            await _wake_after_commit(db)
     return inserted
+
+
+async def _wake_after_commit(db: asyncpg.Connection) -> None:
+    """Wake the workers for jobs already committed: should the database fail now, the publish
+    still stands (workers poll, so a lost wake-up costs at most a poll interval)."""
+    try:
+        await wake_workers(db)
+    except Exception as exc:
+        if not storage_unavailable(exc):
+            raise
+        distrust_connections()
+        log.warning("wake_up_lost", error=type(exc).__name__)
 
 
 #: The events, then the jobs of those actually inserted (a data-modifying WITH runs whether or

@@ -27,8 +27,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.api.app import create_app
 from hub.store.models import jobs, logs
+from hub.web import create_app
 from tests.conftest import (
     TEST_ALLOWED_NETWORKS,
     TEST_SECRET_KEY,

@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deliverers.base import Deliverer
 from deliverers.registry import DelivererRegistry
-from hub.api.app import create_app
 from hub.dispatch.worker import Worker
 from hub.settings import Settings
 from hub.store.engine import create_engine
+from hub.web import create_app
 from tests.conftest import Tenant, make_tenant
 
 

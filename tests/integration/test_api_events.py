@@ -14,9 +14,9 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.api.app import create_app
 from hub.store import enqueue
 from hub.store.engine import plain_url
+from hub.web import create_app
 from tests.conftest import Tenant, event_body, settings_for, webhook_integration
 
 Client = TestClient[Any, Any]

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deliverers.base import Delivery, DeliveryResult
 from deliverers.memory import MemoryDeliverer
-from hub.api.app import create_app
+from hub.web import create_app
 from tests.conftest import Tenant, event_body, settings_for, webhook_integration
 from tests.integration.stack import Stack, eventually, hub_stack
 

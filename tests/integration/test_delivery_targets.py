@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from deliverers.config import WebhookConfig
 from deliverers.webhook import WebhookDeliverer
 from hub import crypto
-from hub.dispatch.worker import Targets
+from hub.dispatch.targets import Targets
 from hub.ssrf import LOOPBACK
 from hub.store.claiming import ClaimedJob
 from tests.conftest import event_body, settings_for, webhook_integration

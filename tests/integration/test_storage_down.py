@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from hub.api.app import create_app
 from hub.store.engine import create_engine
+from hub.web import create_app
 from tests.conftest import event_body, settings_for
 
 

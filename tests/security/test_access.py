@@ -1,6 +1,6 @@
 """Who may call what: every route of the app's router, for every role, in the key's own store and
 another store. The routes come from the router itself, so a new route is covered (and must say
-in `hub.api.openapi_operations` which permission it needs) without touching this file."""
+in `hub.api.openapi.operations` which permission it needs) without touching this file."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from uuid import uuid4
 import pytest
 from aiohttp.test_utils import TestClient
 
-from hub.api.app import create_app
-from hub.api.openapi_operations import BODY_EXAMPLES, OPERATIONS, Op
+from hub.api.openapi.examples import BODY_EXAMPLES
+from hub.api.openapi.operations import OPERATIONS, Op
 from hub.auth import ROLE_PERMISSIONS
 from hub.store.engine import create_engine
+from hub.web import create_app
 from tests.conftest import ADMIN_URL, Tenant, event_body, settings_for, webhook_integration
 
 Client = TestClient[Any, Any]

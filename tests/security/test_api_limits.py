@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.api.app import create_app
 from hub.api.ratelimit import RateLimiter
+from hub.web import create_app
 from tests.conftest import Tenant, event_body, make_tenant, settings_for, webhook_integration
 
 Client = TestClient[Any, Any]

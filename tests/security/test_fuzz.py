@@ -26,9 +26,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from hub.api.app import create_app
 from hub.api.openapi import build_openapi
 from hub.store.engine import create_engine
+from hub.web import create_app
 from tests.conftest import (
     create_database,
     db_url,

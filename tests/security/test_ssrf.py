@@ -15,8 +15,8 @@ from deliverers.config import SqsConfig, StompConfig
 from deliverers.sqs import SqsDeliverer
 from deliverers.stomp import StompDeliverer
 from deliverers.webhook import WebhookDeliverer
-from hub.api.app import create_app
 from hub.ssrf import LOOPBACK, Network, SsrfGuard, non_public_reason, parse_ip
+from hub.web import create_app
 from tests.conftest import make_tenant, settings_for, webhook_integration
 from tests.integration.stack import eventually, hub_stack
 from tests.security.helpers import ScriptedResolver, Sink, delivery, serving, webhook

@@ -1,17 +1,18 @@
 """Reading an AMQP message as an event (hub/ingest/messages.py), and telling a database outage
-from a bug (hub.ingest.storage_unavailable): pure, no broker, no database."""
+from a bug (hub.store.engine.storage_unavailable): pure, no broker, no database."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 from sqlalchemy import exc as sa_exc
 
 from hub.errors import MessageRejected
-from hub.ingest import storage_unavailable
 from hub.ingest.messages import decode
+from hub.store.engine import storage_unavailable
 
 EVENT = {"type": "event", "triggered_by": "order.paid", "payload": {"data": {"id": "o-1"}}}
 
@@ -117,6 +118,13 @@ def _wrapped(orig: BaseException) -> sa_exc.DBAPIError:
         (_wrapped(_PgError("53300")), True),
         (_wrapped(_PgError("23505")), False),
         (_wrapped(_PgError("42P01")), False),
+        (
+            asyncpg.exceptions.InternalClientError(
+                "cannot switch to state 12; another operation (2) is in progress"
+            ),
+            True,
+        ),
+        (asyncpg.exceptions.InternalClientError("unknown error in protocol"), False),
         (ValueError("a bug"), False),
     ],
     ids=[
@@ -128,6 +136,8 @@ def _wrapped(orig: BaseException) -> sa_exc.DBAPIError:
         "too many connections",
         "unique violation",
         "undefined table",
+        "connection left unusable by the server's goodbye",
+        "another client error",
         "a bug",
     ],
 )

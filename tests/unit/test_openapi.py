@@ -19,12 +19,13 @@ from pydantic import BaseModel
 
 from deliverers.config import CONFIG_MODELS
 from hub.api import schemas
-from hub.api.app import ops
-from hub.api.http import SETTINGS
 from hub.api.openapi import build_openapi, openapi_routes
-from hub.api.openapi_operations import BODY_EXAMPLES
+from hub.api.openapi.examples import BODY_EXAMPLES
+from hub.api.ops import ops
 from hub.api.routes import routes
+from hub.appkeys import SETTINGS
 from hub.events import load_catalogue, validate_observed, validate_published
+from hub.services import inputs
 from hub.settings import Settings
 from hub.store.records import JobRecord, LogRecord
 
@@ -269,12 +270,12 @@ def test_body_examples_pass_the_model_and_the_schema(doc: dict[str, Any], name: 
         parsed = REQUEST_MODELS[name].model_validate(example)
         _schema_validator(doc, name).validate(example)
         data = getattr(parsed, "data", None)
-        if isinstance(data, schemas.IntegrationCreate):
+        if isinstance(data, inputs.IntegrationCreate):
             CONFIG_MODELS[data.integration_type].model_validate(data.configuration)
             assert all(validate_observed(key, catalogue) is None for key in data.observes)
         events = data if isinstance(data, list) else [data]
         for event in events:
-            if isinstance(event, schemas.EventIn):
+            if isinstance(event, inputs.EventIn):
                 assert validate_published(event.triggered_by, catalogue) is None
 
 

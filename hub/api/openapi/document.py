@@ -2,8 +2,8 @@
 
 The schemas come from the same pydantic models that validate requests and render responses
 (`hub.api.schemas`, `deliverers.config`); what each route takes and answers comes from the table
-in `hub.api.openapi_operations`. `GET /openapi.json` serves the document, `GET /docs` renders it
-as a self-contained HTML page (`hub.api.docs_page`), so the docs work without any network.
+in `hub.api.openapi.operations`. `GET /openapi.json` serves the document, `GET /docs` renders it
+as a self-contained HTML page (`hub.api.openapi.docs_page`), so the docs work without any network.
 """
 
 from __future__ import annotations
@@ -22,18 +22,11 @@ from pydantic_core import core_schema
 from deliverers.config import CONFIG_MODELS, SqsConfig, StompConfig, WebhookConfig
 from hub import __version__
 from hub.api import schemas as s
-from hub.api.docs_page import render_docs
-from hub.api.http import SETTINGS
-from hub.api.openapi_operations import (
-    BODY_EXAMPLES,
-    ERRORS,
-    INFO,
-    OPERATIONS,
-    PARAMETERS,
-    TAGS,
-    Op,
-    Schema,
-)
+from hub.api.openapi.docs_page import render_docs
+from hub.api.openapi.examples import BODY_EXAMPLES, INFO
+from hub.api.openapi.operations import OPERATIONS, TAGS, Op, Schema
+from hub.api.openapi.parameters import ERRORS, PARAMETERS
+from hub.appkeys import SETTINGS
 from hub.auth import ROLE_PERMISSIONS, Permission
 from hub.errors import ApiError
 

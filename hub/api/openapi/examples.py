@@ -1,0 +1,114 @@
+"""Example request bodies of the OpenAPI document, and its `info` section."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_WEBHOOK = {"url": "https://example.com/hooks/orders", "secret_key": "s3cr3t-value"}
+_ORDER = {"data": {"type": "order", "id": "8d3c2a52-4c1a-4f0e-9a55-1f6f4b0f5c11"}}
+
+BODY_EXAMPLES: dict[str, dict[str, Any]] = {
+    "IntegrationCreateRequest": {
+        "webhook": {
+            "data": {
+                "type": "integration",
+                "name": "Order notifications",
+                "enabled": True,
+                "integration_type": "webhook",
+                "observes": ["order.paid", "order.*"],
+                "configuration": _WEBHOOK,
+            }
+        },
+        "webhook with conditions": {
+            "data": {
+                "type": "integration",
+                "name": "Big paid orders",
+                "enabled": True,
+                "integration_type": "webhook",
+                "observes": ["order.paid"],
+                "configuration": _WEBHOOK,
+                "conditions": {
+                    "all": [
+                        {"field": "data.status", "equals": "paid"},
+                        {
+                            "any": [
+                                {"field": "data.total", "gte": 100},
+                                {"field": "data.tags", "exists": True},
+                            ]
+                        },
+                    ]
+                },
+            }
+        },
+        "stomp": {
+            "data": {
+                "type": "integration",
+                "name": "ERP feed",
+                "integration_type": "stomp",
+                "observes": ["*"],
+                "configuration": {
+                    "addresses": ["stomp+ssl://mq1:61614", "stomp+ssl://mq2:61614"],
+                    "destination": "/queue/erp",
+                    "username": "hub",
+                    "password": "hunter22",
+                },
+            }
+        },
+    },
+    "IntegrationUpdateRequest": {
+        "disable": {"data": {"type": "integration", "enabled": False}},
+        "new URL, secret kept": {
+            "data": {
+                "type": "integration",
+                "configuration": {
+                    "url": "https://example.com/hooks/v2",
+                    "secret_key": "********alue",
+                },
+            }
+        },
+    },
+    "ReplayCreateRequest": {
+        "failed since a date": {
+            "data": {"type": "integration-replay", "since": "2026-11-20T08:00:00.000Z"}
+        },
+        "everything in a window": {
+            "data": {
+                "type": "integration-replay",
+                "since": "2026-11-20T08:00:00.000Z",
+                "until": "2026-11-20T12:00:00.000Z",
+                "status": ["failed", "succeeded", "cancelled"],
+            }
+        },
+    },
+    "PublishRequest": {
+        "one event": {"data": {"type": "event", "triggered_by": "order.paid", "payload": _ORDER}},
+        "batch": {
+            "data": [
+                {
+                    "type": "event",
+                    "id": "ord-1001-paid",
+                    "triggered_by": "order.paid",
+                    "payload": _ORDER,
+                },
+                {"type": "event", "triggered_by": "wishlist.created", "payload": {"data": {}}},
+            ]
+        },
+    },
+}
+
+INFO = (
+    "An event-driven integration hub: a superset of Elastic Path Commerce's Integrations API "
+    "(an EP client pointed at `<server>/v2` works unchanged). What is marked **(beyond EP)** is "
+    "the hub's own.\n\n"
+    "**Auth:** `Authorization: Bearer <api key>`. Every key belongs to one store; everything it "
+    "creates, lists or publishes is confined to that store, and another store's resources answer "
+    "404. Roles: `view` (read), `manage` (read, change integrations, retry jobs), `publish` "
+    "(publish events, read them back), `admin` (all stores, via `X-Hub-Store`). Each key is "
+    "rate limited (429 with `Retry-After`); bodies over `HUB_MAX_BODY_BYTES` are a 413. "
+    "Integration credentials and signing secrets are stored encrypted and answered masked.\n\n"
+    '**Resources:** `{"data": {...}}` with `id`, `type`, `links.self` and `meta.timestamps` '
+    '(RFC 3339 UTC with milliseconds and `Z`). **Lists:** `{"data": [...], "links", '
+    '"meta"}`, newest first, ties broken by id.\n\n'
+    '**Errors:** `{"errors": [{"status", "title", "detail", "source"?}]}` (ErrorsOut); '
+    "responses carry `X-Request-Id`."
+)

@@ -1,0 +1,216 @@
+"""The OpenAPI document's shared parameters and error answers (`hub.api.openapi.operations`
+names them by key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deliverers.config import INTEGRATION_TYPES
+from hub.api.errors import api_error
+from hub.api.http import DEFAULT_LIMIT, MAX_LIMIT
+from hub.errors import (
+    ApiError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    StorageUnavailable,
+    TooManyRequests,
+    Unauthenticated,
+    ValidationFailed,
+)
+from hub.store.models import JOB_STATUSES
+
+# --- parameters ---------------------------------------------------------------------------------
+
+_FILTER_BOOL = {"type": "boolean"}
+_BOOL_NOTE = " `true`/`false` (also `1`/`0`); anything else is a 400."
+
+
+def _param(where: str, name: str, schema: dict[str, Any], description: str, **more: Any) -> Any:
+    return {"name": name, "in": where, "description": description, "schema": schema, **more}
+
+
+PARAMETERS: dict[str, Any] = {
+    "IntegrationId": _param(
+        "path",
+        "id",
+        {"type": "string", "format": "uuid"},
+        "The integration's id. Not a UUID, or another store's: 404.",
+        required=True,
+    ),
+    "EventId": _param(
+        "path",
+        "id",
+        {"type": "string", "format": "uuid"},
+        "The event's id (the hub's, not the client id). Not a UUID, or another store's: 404.",
+        required=True,
+    ),
+    "JobId": _param(
+        "path",
+        "job_id",
+        {"type": "string", "format": "uuid"},
+        "The job's id (the webhook body's `id`). It must belong to the integration: else 404.",
+        required=True,
+    ),
+    "ReplayId": _param(
+        "path",
+        "replay_id",
+        {"type": "string", "format": "uuid"},
+        "The replay's id. It must belong to the integration: else 404.",
+        required=True,
+    ),
+    "PageOffset": _param(
+        "query",
+        "page[offset]",
+        {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0},
+        "0-based index of the first result. Negative, over 2^63-1 or not an integer: 400.",
+    ),
+    "PageLimit": _param(
+        "query",
+        "page[limit]",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        f"Results per page, 1 to {MAX_LIMIT} (outside: 400, not clamped).",
+    ),
+    "FilterEnabled": _param(
+        "query",
+        "filter[enabled]",
+        _FILTER_BOOL,
+        "**(beyond EP)** Only (not) enabled ones." + _BOOL_NOTE,
+    ),
+    "FilterIntegrationType": _param(
+        "query",
+        "filter[integration_type]",
+        {"type": "string", "enum": list(INTEGRATION_TYPES)},
+        "**(beyond EP)** Only integrations of this type; another value is a 400.",
+    ),
+    "FilterObserves": _param(
+        "query",
+        "filter[observes]",
+        {"type": "string", "examples": ["order.paid", "order.*"]},
+        "**(beyond EP)** A concrete key (`order.paid`) finds every integration that would receive "
+        "that event: those observing `order.paid`, `order.*` or `*`. A wildcard (`order.*`, `*`) "
+        "finds the integrations whose `observes` lists that very wildcard.",
+    ),
+    "FilterStatus": _param(
+        "query",
+        "filter[status]",
+        {"type": "array", "items": {"type": "string", "enum": list(JOB_STATUSES)}, "minItems": 1},
+        "**(beyond EP)** Comma-separated job statuses (`failed,cancelled`); an unknown one is "
+        "a 400.",
+        style="form",
+        explode=False,
+    ),
+    "FilterTriggeredBy": _param(
+        "query",
+        "filter[triggered_by]",
+        {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 50},
+        "**(beyond EP)** Comma-separated event keys (`order.paid,order.created`): only jobs of "
+        "events with one of these keys. Exact keys, no wildcards; a malformed key is a 400.",
+        style="form",
+        explode=False,
+    ),
+    "FilterCreatedGte": _param(
+        "query",
+        "filter[created_at][gte]",
+        {"type": "string", "format": "date-time"},
+        "**(beyond EP)** Only jobs created at or after this RFC 3339 time (with `Z` or an "
+        "offset; without one, or unparsable: 400).",
+    ),
+    "FilterCreatedLte": _param(
+        "query",
+        "filter[created_at][lte]",
+        {"type": "string", "format": "date-time"},
+        "**(beyond EP)** Only jobs created at or before this RFC 3339 time.",
+    ),
+    "FilterSucceeded": _param(
+        "query",
+        "filter[succeeded]",
+        _FILTER_BOOL,
+        "**(beyond EP)** Only successful (or failed) attempts." + _BOOL_NOTE,
+    ),
+    "IdempotencyKey": _param(
+        "header",
+        "Idempotency-Key",
+        {"type": "string", "minLength": 1, "maxLength": 255},
+        "The client id of a single event without `data.id` (with one, the two must be equal, "
+        "else 422); in a batch, events without an `id` get `<Idempotency-Key>:<index>`. "
+        "Longer than 255 characters: 400.",
+    ),
+    "XHubStore": _param(
+        "header",
+        "X-Hub-Store",
+        {"type": "string"},
+        "**(beyond EP)** The name of the store to act on. Only `admin` keys may name another store "
+        "than their own (403 otherwise); an unknown store is a 404.",
+    ),
+}
+
+_PAGE = ("PageOffset", "PageLimit")
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+ERRORS: dict[int, tuple[str, str, ApiError]] = {
+    400: (
+        "BadRequest",
+        "Malformed JSON or a bad query parameter.",
+        BadRequest("page[limit] must be between 1 and 100", source="page[limit]"),
+    ),
+    401: (
+        "Unauthorized",
+        "No `Authorization: Bearer` key, or an unknown/revoked one.",
+        api_error(Unauthenticated()),
+    ),
+    403: (
+        "Forbidden",
+        "The key's role lacks this permission, or a non-admin sent `X-Hub-Store`.",
+        api_error(
+            PermissionDenied("This key's role (publish) does not allow this action", role="publish")
+        ),
+    ),
+    404: (
+        "NotFound",
+        "No such resource in this store (another store's answer the same), or an "
+        "unknown `X-Hub-Store`.",
+        api_error(NotFound()),
+    ),
+    409: (
+        "Conflict",
+        "The resource's state forbids the change.",
+        api_error(Conflict("Only a failed or cancelled job can be retried; this one is pending")),
+    ),
+    413: (
+        "PayloadTooLarge",
+        "The body is over `HUB_MAX_BODY_BYTES` or an event payload over `HUB_MAX_EVENT_BYTES`.",
+        api_error(
+            PayloadTooLarge(
+                "the event payload is 1048577 bytes; the limit is 1048576", source="data.payload"
+            )
+        ),
+    ),
+    422: (
+        "ValidationError",
+        "Validation failed: one error object per problem, `source` naming the field.",
+        api_error(
+            ValidationFailed(
+                [
+                    ("data.name is required", "data.name"),
+                    ("data.configuration.url is required", "data.configuration.url"),
+                ]
+            ),
+        ),
+    ),
+    429: (
+        "TooManyRequests",
+        "The key is over its rate limit (`HUB_API_RATE_LIMIT` requests per second per key, "
+        "bursts of `HUB_API_RATE_BURST`); retry after `Retry-After` seconds.",
+        TooManyRequests(1),
+    ),
+    503: (
+        "ServiceUnavailable",
+        "Storage is unavailable; retry after `Retry-After` seconds.",
+        StorageUnavailable(),
+    ),
+}

@@ -1,0 +1,15 @@
+"""What every part of the web process reads from the aiohttp application: the settings, the
+database engine and the event catalogue. `hub.web` sets them once; the API and the console read
+them (sub-applications through `request.config_dict`)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.events import EventCatalogue
+from hub.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+CATALOGUE = web.AppKey("catalogue", EventCatalogue)

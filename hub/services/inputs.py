@@ -1,0 +1,140 @@
+"""What the use cases take: the validated inputs of publishing, integrations and replays.
+
+Every edge builds these: the API from `{"data": …}` bodies, the AMQP ingest from messages, the
+console from forms. Pydantic checks shapes and bounds here; the use cases check the rest (event
+keys against the catalogue, configurations, conditions) and raise `ValidationFailed`. The API's
+OpenAPI document is generated from these models too, so their descriptions are the API's docs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from deliverers.config import IntegrationType
+
+Name = Annotated[str, Field(min_length=1, max_length=255)]
+Description = Annotated[str, Field(max_length=4096)]
+EventKey = Annotated[str, Field(min_length=1, max_length=128)]
+Observes = Annotated[list[EventKey], Field(min_length=1, max_length=200)]
+MaxInFlight = Annotated[int, Field(ge=1, le=10_000)]
+RateLimit = Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)]
+ClientId = Annotated[str, Field(min_length=1, max_length=255)]
+
+MAX_IN_FLIGHT_DOC = (
+    "(beyond EP) At most this many attempts to this integration at once, across all workers "
+    "(1 to 10000); jobs beyond wait their turn. Absent or null: only the workers' concurrency "
+    "limits it."
+)
+RATE_LIMIT_DOC = (
+    "(beyond EP) At most this many attempts per second (a fraction is allowed: 0.5 is one "
+    "every 2 s), per worker process. Absent or null: unlimited."
+)
+CONDITIONS_DOC = (
+    "(beyond EP) A filter on the event payload: an observed event creates a job only when it "
+    'holds. A leaf `{"field": "data.status", "<operator>": <operand>}` (operators `equals`, '
+    "`not_equals`, `in`, `not_in`, `exists`, `gt`, `gte`, `lt`, `lte`; `field` a dotted path "
+    'into the payload, digits index arrays) or a combinator `{"all": [...]}`, `{"any": [...]}`, '
+    '`{"not": {...}}`. Example: `{"all": [{"field": "data.status", "equals": "paid"}, {"any": '
+    '[{"field": "data.total", "gte": 100}, {"field": "data.tags", "exists": true}]}]}`. '
+    'Equality is typed (`1` ≠ `"1"` ≠ `true`); a leaf on an absent field, or comparing '
+    "different types, does not hold (except `exists: false`). At most 5 levels deep, 50 leaves, "
+    "100 values per `in`, 16 KiB; problems are 422s whose `source` points into "
+    "`data.conditions`. Absent or null: every observed event matches."
+)
+CONFIGURATION_DOC = (
+    "By integration_type: webhook {url, secret_key?}; aws_sqs {url, aws_access_key_id, "
+    "aws_secret_access_key, region}; stomp {addresses, destination, username?, password?}."
+)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _EchoedReadOnly(_In):
+    """Read-only attributes an EP client may send back from a GET: accepted and ignored."""
+
+    id: str | None = None
+    links: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
+    disabled_reason: str | None = None
+    failing_since: str | None = None
+
+
+class IntegrationCreate(_EchoedReadOnly):
+    """A new integration (`data` of `POST /v2/integrations`)."""
+
+    type: Literal["integration"]
+    name: Name
+    description: Description | None = None
+    enabled: bool = False
+    integration_type: IntegrationType
+    observes: Observes
+    configuration: dict[str, Any] = Field(description=CONFIGURATION_DOC)
+    conditions: dict[str, Any] | None = Field(default=None, description=CONDITIONS_DOC)
+    max_in_flight: MaxInFlight | None = Field(default=None, description=MAX_IN_FLIGHT_DOC)
+    rate_limit: RateLimit | None = Field(default=None, description=RATE_LIMIT_DOC)
+
+
+class IntegrationUpdate(_EchoedReadOnly):
+    """A change to an integration (`data` of `PUT /v2/integrations/{id}`): only the attributes
+    given change.
+
+    `configuration` is merged into the stored one key by key (unless `integration_type`
+    changes, when it replaces it); a secret sent back in its masked form keeps its value, and
+    `null` removes an optional field.
+    """
+
+    type: Literal["integration"]
+    name: Name | None = None
+    description: Description | None = None
+    enabled: bool | None = None
+    integration_type: IntegrationType | None = None
+    observes: Observes | None = None
+    configuration: dict[str, Any] | None = None
+    conditions: dict[str, Any] | None = Field(
+        default=None, description=CONDITIONS_DOC + " `null` removes them."
+    )
+    max_in_flight: MaxInFlight | None = Field(
+        default=None, description=MAX_IN_FLIGHT_DOC + " `null` removes the limit."
+    )
+    rate_limit: RateLimit | None = Field(
+        default=None, description=RATE_LIMIT_DOC + " `null` removes the limit."
+    )
+
+
+class EventIn(_In):
+    """One event to publish (`POST /v2/events`, or an AMQP message)."""
+
+    type: Literal["event"]
+    triggered_by: EventKey
+    payload: dict[str, Any] = Field(
+        description='The resource document: `{"data": {...}, "included": {...}}`.'
+    )
+    id: ClientId | None = Field(
+        default=None, description="Client id: publishing the same id again creates nothing."
+    )
+
+
+ReplayableStatus = Literal["failed", "succeeded", "cancelled"]
+
+
+class ReplayCreate(_In):
+    """A replay of an integration's finished jobs (`POST /v2/integrations/{id}/replay`)."""
+
+    type: Literal["integration-replay"]
+    since: AwareDatetime = Field(
+        description="Replay jobs created at or after this instant (RFC 3339 with a zone)."
+    )
+    until: AwareDatetime | None = Field(
+        default=None, description="…and before this one; default: now. Must be after `since`."
+    )
+    status: list[ReplayableStatus] = Field(
+        default=["failed"],
+        min_length=1,
+        max_length=3,
+        description="Replay events whose latest job of the integration ended in one of these "
+        'statuses; default `["failed"]`, all three to replay everything that finished.',
+    )
