@@ -2,7 +2,8 @@
 configuration, to word why it failed (clipped, secrets scrubbed), and to turn that into a
 `DeliveryResult`.
 
-A deliverer's `deliver` uses it like this (the webhook, SQS and STOMP deliverers all do):
+A deliverer's `deliver` uses it like this (an AMQP one, say; the webhook, SQS and STOMP
+deliverers do the same):
 
     async def deliver(self, delivery: Delivery) -> DeliveryResult:
         attempt = Attempt(delivery)  # the clock starts
