@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from yarl import URL
 
 from hub.ssrf import SsrfGuard
@@ -47,13 +47,19 @@ def _check_target(value: str, info: ValidationInfo) -> None:
         raise ValueError(problem)
 
 
-def _http_url(value: str, *, schemes: tuple[str, ...]) -> str:
+def _http_target(value: str, info: ValidationInfo) -> str:
+    """An absolute http(s) URL without credentials, judged by `_check_target`."""
     parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.hostname:
-        raise ValueError(f"must be an absolute {' or '.join(schemes)} URL")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http or https URL")
     if parts.username or parts.password:
         raise ValueError("must not carry credentials in the URL")
+    _check_target(value, info)
     return value
+
+
+#: The URL of a webhook endpoint or an SQS queue.
+HttpTarget = Annotated[NonEmpty, AfterValidator(_http_target)]
 
 
 class WebhookConfig(_Config):
@@ -61,15 +67,8 @@ class WebhookConfig(_Config):
 
     SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"secret_key"})
 
-    url: NonEmpty
+    url: HttpTarget
     secret_key: Annotated[str, Field(max_length=1024)] | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str, info: ValidationInfo) -> str:
-        _http_url(value, schemes=("http", "https"))
-        _check_target(value, info)
-        return value
 
 
 class SqsConfig(_Config):
@@ -79,7 +78,7 @@ class SqsConfig(_Config):
         {"aws_access_key_id", "aws_secret_access_key"}
     )
 
-    url: NonEmpty
+    url: HttpTarget
     aws_access_key_id: NonEmpty
     aws_secret_access_key: NonEmpty
     region: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
@@ -88,13 +87,6 @@ class SqsConfig(_Config):
         description="(beyond EP) FIFO queues: a dotted path into the payload whose value is the "
         "MessageGroupId; default the integration id.",
     )
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str, info: ValidationInfo) -> str:
-        _http_url(value, schemes=("http", "https"))
-        _check_target(value, info)
-        return value
 
 
 class StompConfig(_Config):

@@ -16,8 +16,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.store.engine import create_engine
-from tests.acceptance.helpers import Processes, Sink, api_on, eventually, running_sink
 from tests.integration.amqp_helpers import amqp_settings, broker, env_of
+from tests.support.processes import Processes, api_on
+from tests.support.sinks import Sink, running_sink
+from tests.support.waiting import eventually
 
 EVENTS = 1000
 

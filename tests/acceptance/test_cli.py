@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,8 +18,8 @@ import aiohttp
 import pytest
 
 from tests.conftest import TEST_SECRET_KEY, create_database, db_url, drop_database
+from tests.support.processes import HUB
 
-HUB = Path(sys.executable).with_name("hub")
 READY_TIMEOUT = 20.0
 
 

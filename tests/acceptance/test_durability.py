@@ -20,18 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from deliverers.webhook import NON_2XX_DETAIL
 from hub.store import claiming
 from hub.store.engine import create_engine, driver
-from tests.acceptance.helpers import (
-    Processes,
-    Sink,
-    api_on,
-    eventually,
-    job_rows,
-    leased_by,
-    log_rows,
-    logs_per_job,
-    running_sink,
-    status_counts,
-)
+from tests.support.processes import Processes, api_on
+from tests.support.queue import job_rows, leased_by, log_rows, logs_per_job, status_counts
+from tests.support.sinks import Sink, running_sink
+from tests.support.waiting import eventually
 
 #: Short timeouts so that a dead worker's leases expire quickly (see `Worker._lease`).
 FAST = {

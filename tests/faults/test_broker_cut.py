@@ -20,7 +20,6 @@ import pytest
 
 from deliverers.stomp import StompDeliverer
 from tests.conftest import event_body, settings_for
-from tests.integration.stack import Stack, eventually, hub_stack
 from tests.integration.stomp_helpers import (
     BROKER,
     Subscriber,
@@ -30,6 +29,8 @@ from tests.integration.stomp_helpers import (
     rabbitmqctl,
     subscribed,
 )
+from tests.support.stack import Stack, hub_stack
+from tests.support.waiting import eventually
 
 EVENTS = 1000
 CUTS = 3

@@ -13,16 +13,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.store.engine import create_engine
-from tests.acceptance.helpers import (
-    Processes,
-    Sink,
-    api_on,
-    eventually,
-    job_rows,
-    log_rows,
-    running_sink,
-    status_counts,
-)
+from tests.support.processes import Processes, api_on
+from tests.support.queue import job_rows, log_rows, status_counts
+from tests.support.sinks import Sink, running_sink
+from tests.support.waiting import eventually
 
 EVENTS = 1000
 SCHEDULE = "0.05s,0.05s,0.05s"  # four attempts: a job fails for good with odds 1/16

@@ -22,9 +22,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.store.engine import create_engine, migrate
-from tests.acceptance.helpers import Api, Processes, Sink, api_on, eventually, running_sink
 from tests.conftest import event_body
 from tests.faults.embedded_pg import EmbeddedPostgres, embedded_postgres
+from tests.support.processes import Api, Processes, api_on
+from tests.support.sinks import Sink, running_sink
+from tests.support.waiting import eventually
 
 RESTARTS = 2
 DOWN_FOR = 2.0

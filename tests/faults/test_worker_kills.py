@@ -15,18 +15,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.store.engine import create_engine
-from tests.acceptance.helpers import (
-    Processes,
-    Sink,
-    api_on,
-    eventually,
-    job_rows,
-    leased_by,
-    log_rows,
-    logs_per_job,
-    running_sink,
-    status_counts,
-)
+from tests.support.processes import Processes, api_on
+from tests.support.queue import job_rows, leased_by, log_rows, logs_per_job, status_counts
+from tests.support.sinks import Sink, running_sink
+from tests.support.waiting import eventually
 
 EVENTS = 2500
 KILLS = 4

@@ -24,7 +24,9 @@ from hub.settings import Settings
 from hub.store.engine import create_engine
 from tests.conftest import settings_for, webhook_integration
 from tests.integration.amqp_helpers import Broker, amqp_settings, broker
-from tests.integration.stack import Stack, eventually, hub_stack, sink_server
+from tests.support.sinks import sink_server
+from tests.support.stack import Stack, hub_stack
+from tests.support.waiting import eventually
 
 ORDER = {"data": {"type": "order", "id": "o-1", "status": "paid", "total": 120}}
 

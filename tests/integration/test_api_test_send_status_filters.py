@@ -17,7 +17,9 @@ from aiohttp.test_utils import TestClient
 
 from deliverers.webhook import WebhookDeliverer
 from tests.conftest import Tenant, event_body, settings_for, webhook_integration
-from tests.integration.stack import Stack, eventually, hub_stack, sink_server
+from tests.support.sinks import sink_server
+from tests.support.stack import Stack, hub_stack
+from tests.support.waiting import eventually
 
 Client = TestClient[Any, Any]
 NON_2XX = "Received a status code outside of 2xx range - treating webhook as a fail"

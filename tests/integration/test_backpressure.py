@@ -12,8 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Tenant, event_body, settings_for, webhook_integration
-from tests.integration.reliability_helpers import ScriptedDeliverer, status_counts
-from tests.integration.stack import Stack, eventually, hub_stack
+from tests.support.queue import status_counts
+from tests.support.sinks import ScriptedDeliverer
+from tests.support.stack import Stack, hub_stack
+from tests.support.waiting import eventually
 
 Client = TestClient[Any, Any]
 
@@ -117,8 +119,8 @@ async def test_max_in_flight_caps_one_integration_and_no_other(
     stack.start_worker(worker_concurrency=16)
 
     async def all_done() -> bool:
-        return (await status_counts(stack, limited)) == {"succeeded": 12} and (
-            await status_counts(stack, free)
+        return (await status_counts(stack.engine, limited)) == {"succeeded": 12} and (
+            await status_counts(stack.engine, free)
         ) == {"succeeded": 12}
 
     await eventually(all_done, timeout=30)
@@ -136,7 +138,7 @@ async def test_max_in_flight_holds_across_two_workers(
     stack.start_worker(worker_concurrency=8)
 
     async def all_done() -> bool:
-        return (await status_counts(stack, limited)) == {"succeeded": 40}
+        return (await status_counts(stack.engine, limited)) == {"succeeded": 40}
 
     await eventually(all_done, timeout=30)
     # Two claims at the same instant may each see room for 3 (see hub.store).
@@ -155,7 +157,7 @@ async def test_a_rate_limit_paces_attempts_and_leaves_other_integrations_alone(
     stack.start_worker()
 
     async def all_done() -> bool:
-        return (await status_counts(stack, limited)) == {"succeeded": 15}
+        return (await status_counts(stack.engine, limited)) == {"succeeded": 15}
 
     await eventually(all_done, timeout=30)
     paced = [call.at for call in deliverer.calls_of(UUID(limited))]
@@ -189,14 +191,14 @@ async def test_a_stopping_worker_releases_the_jobs_it_had_not_started_at_once(
     assert leased == 0, "no lease left behind to expire"
     delivered_by_first = len(deliverer.calls)
     expected = {"succeeded": delivered_by_first, "pending": 4 - delivered_by_first}
-    assert (await status_counts(stack, limited)) == {k: n for k, n in expected.items() if n}
+    assert (await status_counts(stack.engine, limited)) == {k: n for k, n in expected.items() if n}
     assert delivered_by_first < 4
     assert await stack.scalar("SELECT count(*) FROM integration_logs") == delivered_by_first
 
     stack.start_worker()
 
     async def all_done() -> bool:
-        return (await status_counts(stack, limited)) == {"succeeded": 4}
+        return (await status_counts(stack.engine, limited)) == {"succeeded": 4}
 
     await eventually(all_done, timeout=30)
     delivered = [call.job_id for call in deliverer.calls]

@@ -12,8 +12,10 @@ import pytest
 import structlog
 
 from tests.conftest import event_body, settings_for, webhook_integration
-from tests.integration.reliability_helpers import ScriptedDeliverer, integration, status_counts
-from tests.integration.stack import Stack, eventually, hub_stack
+from tests.support.queue import status_counts
+from tests.support.sinks import ScriptedDeliverer
+from tests.support.stack import Stack, hub_stack
+from tests.support.waiting import eventually
 
 #: Enough attempts that no job runs out of them while the breaker's clock runs.
 SCHEDULE = ",".join(["0.1s"] * 30)
@@ -61,11 +63,11 @@ async def test_an_integration_failing_for_longer_than_the_stretch_is_disabled_an
         stack.start_worker()
 
         async def tripped_and_held() -> bool:
-            return (await status_counts(stack, failing)) == {"held": 5}
+            return (await status_counts(stack.engine, failing)) == {"held": 5}
 
         await eventually(tripped_and_held)
 
-    data = await integration(stack, failing)
+    data = await stack.integration(failing)
     assert data["enabled"] is False
     assert data["disabled_reason"].startswith("Disabled by the circuit breaker: every delivery")
     assert "(more than 1 second)" in data["disabled_reason"]
@@ -73,7 +75,7 @@ async def test_an_integration_failing_for_longer_than_the_stretch_is_disabled_an
     [line] = [entry for entry in logs if entry["event"] == "integration_disabled_by_breaker"]
     assert line["integration_id"] == failing
     assert line["log_level"] == "warning"
-    assert (await status_counts(stack, healthy)) == {"succeeded": 2}
+    assert (await status_counts(stack.engine, healthy)) == {"succeeded": 2}
     jobs = await stack.jobs(failing)
     assert {job["status"] for job in jobs} == {"held"}
     assert all(job["next_attempt_at"] is None for job in jobs)
@@ -86,7 +88,7 @@ async def test_an_integration_failing_for_longer_than_the_stretch_is_disabled_an
     assert enabled["failing_since"] is None
 
     async def resumed() -> bool:
-        return (await status_counts(stack, failing)) == {"succeeded": 5}
+        return (await status_counts(stack.engine, failing)) == {"succeeded": 5}
 
     await eventually(resumed)
     assert len(deliverer.calls_of(UUID(failing))) == attempts_before + 5
@@ -105,16 +107,16 @@ async def test_a_success_ends_the_failing_stretch(
     stack.start_worker()
 
     async def failing_since_set() -> bool:
-        return (await integration(stack, flaky))["failing_since"] is not None
+        return (await stack.integration(flaky))["failing_since"] is not None
 
     await eventually(failing_since_set)
     deliverer.status.pop(UUID(flaky))
 
     async def recovered() -> bool:
-        return (await status_counts(stack, flaky)) == {"succeeded": 1}
+        return (await status_counts(stack.engine, flaky)) == {"succeeded": 1}
 
     await eventually(recovered)
-    data = await integration(stack, flaky)
+    data = await stack.integration(flaky)
     assert data["failing_since"] is None
     assert data["enabled"] is True
 
@@ -131,7 +133,7 @@ async def test_429_answers_neither_start_nor_end_a_failing_stretch(
         return len(deliverer.calls_of(UUID(throttling))) >= 24  # > 1.2 s of 429s
 
     await eventually(throttled_for_a_while)
-    data = await integration(stack, throttling)
+    data = await stack.integration(throttling)
     assert data["enabled"] is True, "an endpoint that asks us to slow down is alive"
     assert data["failing_since"] is None
 
@@ -146,21 +148,21 @@ async def test_disabling_by_hand_cancels_and_deleting_cancels_held_jobs_too(
     stack.start_worker()
 
     async def held() -> bool:
-        return (await status_counts(stack, tripped)) == {"held": 3}
+        return (await status_counts(stack.engine, tripped)) == {"held": 3}
 
     await eventually(held)
     await stack.stop_workers()
     await publish(stack, "order.paid", 2)
 
     await put(stack, by_hand, enabled=False)
-    assert (await status_counts(stack, by_hand)) == {"cancelled": 2}
+    assert (await status_counts(stack.engine, by_hand)) == {"cancelled": 2}
 
     # Echoing `enabled: false` on the tripped one changes nothing: its jobs stay held.
     await put(stack, tripped, enabled=False, name="renamed")
-    assert (await status_counts(stack, tripped)) == {"held": 3}
+    assert (await status_counts(stack.engine, tripped)) == {"held": 3}
 
     response = await stack.client.delete(
         f"/v2/integrations/{tripped}", headers=stack.tenant.auth("manage")
     )
     assert response.status == 200
-    assert (await status_counts(stack, tripped)) == {"cancelled": 3}
+    assert (await status_counts(stack.engine, tripped)) == {"cancelled": 3}

@@ -17,7 +17,8 @@ from deliverers.base import Delivery, DeliveryResult
 from deliverers.memory import MemoryDeliverer
 from hub.web import create_app
 from tests.conftest import Tenant, event_body, settings_for, webhook_integration
-from tests.integration.stack import Stack, eventually, hub_stack
+from tests.support.stack import Stack, hub_stack
+from tests.support.waiting import eventually
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 

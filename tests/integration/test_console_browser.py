@@ -18,8 +18,8 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from deliverers.memory import MemoryDeliverer
 from tests.conftest import event_body, settings_for, webhook_integration
-from tests.integration.stack import Stack, hub_stack
 from tests.integration.test_console import FailsFirst
+from tests.support.stack import Stack, hub_stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"

@@ -22,7 +22,9 @@ from hub.dispatch.targets import Targets
 from hub.ssrf import LOOPBACK
 from hub.store.claiming import ClaimedJob
 from tests.conftest import event_body, settings_for, webhook_integration
-from tests.integration.stack import Recorder, Stack, eventually, hub_stack, sink_server
+from tests.support.sinks import Recorder, sink_server
+from tests.support.stack import Stack, hub_stack
+from tests.support.waiting import eventually
 
 
 @dataclass

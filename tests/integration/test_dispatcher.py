@@ -13,7 +13,8 @@ from deliverers.base import Delivery, DeliveryResult
 from deliverers.memory import MemoryDeliverer
 from hub.dispatch.worker import INTERRUPTED
 from tests.conftest import event_body, settings_for, webhook_integration
-from tests.integration.stack import Stack, eventually, hub_stack
+from tests.support.stack import Stack, hub_stack
+from tests.support.waiting import eventually
 
 NON_2XX = "Received a status code outside of 2xx range - treating webhook as a fail"
 

@@ -19,8 +19,10 @@ from hub.dispatch.limits import retry_slots
 from hub.store import attempts, claiming
 from hub.store.engine import driver
 from tests.conftest import event_body, settings_for, webhook_integration
-from tests.integration.reliability_helpers import ScriptedDeliverer, status_counts
-from tests.integration.stack import Stack, eventually, hub_stack
+from tests.support.queue import status_counts
+from tests.support.sinks import ScriptedDeliverer
+from tests.support.stack import Stack, hub_stack
+from tests.support.waiting import eventually
 
 LEASE = timedelta(seconds=30)
 
@@ -184,14 +186,14 @@ async def test_a_failing_endpoints_retries_cannot_take_the_slots_kept_for_first_
     slots = retry_slots(4)
 
     async def retries_hang_and_more_are_due() -> bool:
-        counts = await status_counts(stack, failing)
+        counts = await status_counts(stack.engine, failing)
         return deliverer.open_now[UUID(failing)] == slots and counts.get("pending", 0) > 0
 
     await eventually(retries_hang_and_more_are_due)
     await publish(stack, "order.paid", 3)
 
     async def healthy_delivered() -> bool:
-        return (await status_counts(stack, healthy)) == {"succeeded": 3}
+        return (await status_counts(stack.engine, healthy)) == {"succeeded": 3}
 
     await eventually(healthy_delivered)
     assert deliverer.open_now[UUID(failing)] == slots, "the retries are still hanging"
@@ -201,6 +203,6 @@ async def test_a_failing_endpoints_retries_cannot_take_the_slots_kept_for_first_
     deliverer.release.set()
 
     async def all_done() -> bool:
-        return (await status_counts(stack, failing)) == {"succeeded": 20}
+        return (await status_counts(stack.engine, failing)) == {"succeeded": 20}
 
     await eventually(all_done, timeout=30)

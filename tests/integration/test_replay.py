@@ -11,8 +11,10 @@ from uuid import UUID
 import pytest
 
 from tests.conftest import event_body, make_tenant, settings_for, webhook_integration
-from tests.integration.reliability_helpers import ScriptedDeliverer, status_counts
-from tests.integration.stack import Stack, eventually, hub_stack
+from tests.support.queue import status_counts
+from tests.support.sinks import ScriptedDeliverer
+from tests.support.stack import Stack, hub_stack
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -51,7 +53,7 @@ async def failed_jobs(stack: Stack, deliverer: ScriptedDeliverer, count: int) ->
     stack.start_worker()
 
     async def all_failed() -> bool:
-        return (await status_counts(stack, integration_id)) == {"failed": count}
+        return (await status_counts(stack.engine, integration_id)) == {"failed": count}
 
     await eventually(all_failed)
     deliverer.status.pop(UUID(integration_id))
@@ -109,7 +111,7 @@ async def test_replaying_again_replays_only_what_failed_again_and_status_widens_
     first = (await (await replay(stack, integration_id, body(since))).json())["data"]
 
     async def first_done() -> bool:
-        return (await status_counts(stack, integration_id)) == {"failed": 3, "succeeded": 3}
+        return (await status_counts(stack.engine, integration_id)) == {"failed": 3, "succeeded": 3}
 
     await eventually(first_done)
 

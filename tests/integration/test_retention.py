@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.store import claiming, retention
 from tests.conftest import event_body, settings_for, webhook_integration
-from tests.integration.reliability_helpers import ScriptedDeliverer
-from tests.integration.stack import Stack, eventually, hub_stack
+from tests.support.sinks import ScriptedDeliverer
+from tests.support.stack import Stack, hub_stack
+from tests.support.waiting import eventually
 
 OLD = "now() - interval '40 days'"
 

@@ -19,12 +19,8 @@ from structlog.testing import capture_logs
 
 from deliverers.base import Delivery, DeliveryResult, Target
 from deliverers.config import SqsConfig
-from deliverers.sqs import (
-    MAX_BATCH_BYTES,
-    MAX_MESSAGE_BYTES,
-    SqsDeliverer,
-    sqs_size,
-)
+from deliverers.sqs import MAX_MESSAGE_BYTES, SqsDeliverer, sqs_size
+from deliverers.sqs.batching import MAX_BATCH_BYTES
 from hub.ssrf import LOOPBACK
 from tests.integration.moto_server import (
     Credentials,

@@ -14,7 +14,8 @@ from deliverers.sqs import SqsDeliverer
 from hub.ssrf import LOOPBACK
 from tests.conftest import event_body, settings_for
 from tests.integration.moto_server import MotoServer, shared_moto_server, shared_session
-from tests.integration.stack import Stack, eventually, hub_stack
+from tests.support.stack import Stack, hub_stack
+from tests.support.waiting import eventually
 
 
 @pytest.fixture(scope="session")

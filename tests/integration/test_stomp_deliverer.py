@@ -18,7 +18,6 @@ from deliverers.base import DeliveryResult
 from deliverers.config import StompConfig, WebhookConfig
 from deliverers.stomp import StompDeliverer
 from hub.ssrf import LOOPBACK
-from tests.integration.stack import eventually
 from tests.integration.stomp_helpers import (
     BROKER,
     PAYLOAD,
@@ -33,6 +32,7 @@ from tests.integration.stomp_helpers import (
     subscribed,
     unique,
 )
+from tests.support.waiting import eventually
 from tests.tls import self_signed_certificate
 
 SOURCE = "http://hub.test"

@@ -12,8 +12,9 @@ import pytest
 
 from deliverers.stomp import StompDeliverer
 from tests.conftest import event_body, settings_for
-from tests.integration.stack import Stack, eventually, hub_stack
 from tests.integration.stomp_helpers import BROKER, broker_queue, subscribed
+from tests.support.stack import Stack, hub_stack
+from tests.support.waiting import eventually
 
 
 @dataclass

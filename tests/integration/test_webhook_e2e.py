@@ -14,7 +14,9 @@ from standardwebhooks.webhooks import Webhook
 from deliverers.webhook import WebhookDeliverer
 from hub.ssrf import LOOPBACK
 from tests.conftest import event_body, settings_for, webhook_integration
-from tests.integration.stack import Stack, eventually, hub_stack, sink_server
+from tests.support.sinks import sink_server
+from tests.support.stack import Stack, hub_stack
+from tests.support.waiting import eventually
 
 NON_2XX = "Received a status code outside of 2xx range - treating webhook as a fail"
 

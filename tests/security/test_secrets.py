@@ -11,7 +11,6 @@ import os
 import socket
 import stat
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,10 @@ from hub.settings import Settings
 from hub.ssrf import LOOPBACK
 from hub.store import integrations
 from tests.conftest import TEST_SECRET_KEY, event_body, settings_for, webhook_integration
-from tests.integration.stack import Stack, eventually, hub_stack, sink_server
-
-HUB = Path(sys.executable).with_name("hub")
+from tests.support.processes import HUB
+from tests.support.sinks import sink_server
+from tests.support.stack import Stack, hub_stack
+from tests.support.waiting import eventually
 
 WEBHOOK_SECRET = "wh-Secret-7f3a9c1e-value"
 AWS_KEY_ID = "AKIAHUBSECURITYTEST9"

@@ -18,8 +18,9 @@ from deliverers.webhook import WebhookDeliverer
 from hub.ssrf import LOOPBACK, Network, SsrfGuard, non_public_reason, parse_ip
 from hub.web import create_app
 from tests.conftest import make_tenant, settings_for, webhook_integration
-from tests.integration.stack import eventually, hub_stack
 from tests.security.helpers import ScriptedResolver, Sink, delivery, serving, webhook
+from tests.support.stack import hub_stack
+from tests.support.waiting import eventually
 
 REFUSED = "Refused to connect to"
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,6 +24,8 @@ from tests.conftest import Tenant, make_tenant
 
 @dataclass
 class Stack:
+    """The assembled hub: its API's client and tenant, its database, and its dispatchers."""
+
     settings: Settings
     engine: AsyncEngine
     client: TestClient[Any, Any]
@@ -68,6 +68,11 @@ class Stack:
         document: dict[str, Any] = await response.json()
         return document
 
+    async def integration(self, integration_id: str) -> dict[str, Any]:
+        document = await self.get(f"/v2/integrations/{integration_id}")
+        data: dict[str, Any] = document["data"]
+        return data
+
     async def jobs(self, integration_id: str) -> list[dict[str, Any]]:
         document = await self.get(f"/v2/integrations/{integration_id}/jobs?page[limit]=100")
         jobs: list[dict[str, Any]] = document["data"]
@@ -83,26 +88,11 @@ class Stack:
             return (await conn.execute(text(sql), params)).scalar_one()
 
 
-async def eventually(
-    check: Callable[[], Awaitable[bool]],
-    *,
-    timeout: float = 15.0,
-    interval: float = 0.05,
-) -> None:
-    """Wait until `check()` holds; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if await check():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)
-
-
 @contextlib.asynccontextmanager
 async def hub_stack(
     url: str, settings: Settings, deliverers: Sequence[Deliverer]
 ) -> AsyncIterator[Stack]:
+    """The hub on database `url`, its deliverers opened; workers start with `start_worker`."""
     engine = create_engine(url, pool_size=5)
     registry = DelivererRegistry(deliverers)
     await registry.open()
@@ -118,29 +108,3 @@ async def hub_stack(
             await stack.stop_workers()
         await registry.aclose()
         await engine.dispose()
-
-
-@dataclass
-class Recorder:
-    """A `sink_server` handler that keeps each request's headers and body and answers 200."""
-
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append((dict(request.headers), await request.read()))
-        return web.Response(text="ok")
-
-
-@contextlib.asynccontextmanager
-async def sink_server(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-) -> AsyncIterator[str]:
-    """A loopback HTTP server answering POST /hook with `handler`; yields the hook's URL."""
-    app = web.Application()
-    app.router.add_post("/hook", handler)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield str(server.make_url("/hook"))
-    finally:
-        await server.close()
