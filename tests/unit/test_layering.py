@@ -1,5 +1,6 @@
-"""The store's own rules (`hub.store`'s docstring), read from its source: what it may import, and
-no `text()` in its queries."""
+"""The layering, read from the source: arrows point down (nothing below an edge imports an
+edge), the store imports only itself and a few kernel modules, and writes no query with
+`text()` (`hub.store`'s docstring)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+import deliverers
+import hub
 import hub.store
 
+HUB = Path(hub.__file__).parent
 STORE = Path(hub.store.__file__).parent
 MODULES = sorted(STORE.glob("*.py"))
 #: `models` is the schema: its DDL uses `text()` for index expressions and server defaults.
@@ -68,3 +72,38 @@ def test_the_rules_catch_what_they_forbid() -> None:
     assert all(allowed(name) for name in ("hub.store.models", "hub.crypto", "sqlalchemy"))
     tree = ast.parse("from deliverers.config import X\nfrom hub import api, crypto\n")
     assert [n for n in imported(tree) if not allowed(n)] == ["deliverers.config", "hub.api"]
+
+
+#: The edges: the HTTP API, the console, the AMQP consumer, the command line and what runs them.
+EDGES = ("hub.api", "hub.web", "hub.console", "hub.ingest", "hub.cli", "hub.runner")
+#: What lies below the edges, by folder.
+BELOW = [HUB / "services", HUB / "store", HUB / "dispatch", Path(deliverers.__file__).parent]
+
+
+def _below_the_edges() -> list[Path]:
+    return sorted(p for folder in BELOW for p in folder.rglob("*.py"))
+
+
+def _edge(name: str) -> str | None:
+    return next((e for e in EDGES if name == e or name.startswith(e + ".")), None)
+
+
+@pytest.mark.parametrize("path", _below_the_edges(), ids=lambda p: str(p.relative_to(HUB.parent)))
+def test_nothing_below_an_edge_imports_an_edge(path: Path) -> None:
+    found = [name for name in imported(ast.parse(path.read_text())) if _edge(name)]
+    assert found == [], f"{path.relative_to(HUB.parent)} imports {found}"
+
+
+@pytest.mark.parametrize("edge", ["console", "ingest"])
+def test_an_edge_imports_no_other_edge(edge: str) -> None:
+    for path in sorted((HUB / edge).rglob("*.py")):
+        own = f"hub.{edge}"
+        found = [
+            name for name in imported(ast.parse(path.read_text())) if _edge(name) not in (None, own)
+        ]
+        assert found == [], f"{path.relative_to(HUB.parent)} imports {found}"
+
+
+def test_the_edge_rule_catches_what_it_forbids() -> None:
+    tree = ast.parse("from hub.api.schemas import X\nfrom hub import web\nimport hub.services\n")
+    assert [n for n in imported(tree) if _edge(n)] == ["hub.api.schemas", "hub.web"]
