@@ -14,7 +14,9 @@ this order:
    job lose their `retry_of` link (`ix_integration_jobs_retry_of` keeps that cheap);
 2. events older than the cutoff that no job refers to any more (`ix_events_created`, then
    `ix_integration_jobs_event`): idempotency keys are remembered for the retention period;
-3. replays older than the cutoff that no job refers to any more.
+3. replays older than the cutoff that no job refers to any more;
+4. console sessions that have expired (`ix_console_sessions_expires`), whatever the retention
+   period (even with none: `before` None skips the first three).
 
 Unfinished jobs (pending, delivering, held) and their logs are never touched, however old.
 One worker purges at a time (a transaction-level advisory lock); the others skip their turn.
@@ -70,6 +72,15 @@ def _unreferenced(table: Table, alias: str, column: str, *, oldest_first: bool) 
 
 PURGE_EVENTS = _unreferenced(models.events, "e", "event_id", oldest_first=True)
 PURGE_REPLAYS = _unreferenced(models.replays, "r", "replay_id", oldest_first=False)
+_EXPIRED = (
+    select(models.console_sessions.c.id_hash)
+    .where(models.console_sessions.c.expires_at < func.now())
+    .limit(_BATCH)
+    .scalar_subquery()
+)
+PURGE_SESSIONS = delete(models.console_sessions).where(
+    models.console_sessions.c.id_hash == any_(func.array(_EXPIRED))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,23 +91,28 @@ class Purged:
     jobs: int = 0
     events: int = 0
     replays: int = 0
+    sessions: int = 0
     full: bool = False
     skipped: bool = False
     """Another worker was purging: this pass did nothing."""
 
     @property
     def total(self) -> int:
-        return self.logs + self.jobs + self.events + self.replays
+        return self.logs + self.jobs + self.events + self.replays + self.sessions
 
 
-async def purge(conn: AsyncConnection, *, before: datetime, batch: int = BATCH) -> Purged:
-    """One pass: at most `batch` rows of each kind older than `before`, in the caller's
-    transaction (see the module docstring)."""
+async def purge(conn: AsyncConnection, *, before: datetime | None, batch: int = BATCH) -> Purged:
+    """One pass: at most `batch` rows of each kind older than `before` (None: no jobs, events
+    or replays, only expired sessions), in the caller's transaction (see the module
+    docstring)."""
     locked = (
         await conn.execute(select(func.pg_try_advisory_xact_lock(RETENTION_LOCK_ID)))
     ).scalar_one()
     if not locked:
         return Purged(skipped=True)
+    sessions = (await conn.execute(PURGE_SESSIONS, {"batch": batch})).rowcount
+    if before is None:
+        return Purged(sessions=sessions, full=sessions >= batch)
     window = {"before": before, "batch": batch}
     picked: list[UUID] = [row.id for row in await conn.execute(PICK_JOBS, window)]
     logs = jobs = 0
@@ -105,5 +121,7 @@ async def purge(conn: AsyncConnection, *, before: datetime, batch: int = BATCH) 
         jobs = (await conn.execute(PURGE_JOBS, {"ids": picked})).rowcount
     events = (await conn.execute(PURGE_EVENTS, window)).rowcount
     replays = (await conn.execute(PURGE_REPLAYS, window)).rowcount
-    full = max(jobs, events, replays) >= batch
-    return Purged(logs=logs, jobs=jobs, events=events, replays=replays, full=full)
+    full = max(jobs, events, replays, sessions) >= batch
+    return Purged(
+        logs=logs, jobs=jobs, events=events, replays=replays, sessions=sessions, full=full
+    )
