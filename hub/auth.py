@@ -29,6 +29,8 @@ class Permission(StrEnum):
     """Read events back (publishers poll what they published)."""
     ANY_STORE = "any_store"
     """Act on any store, named by the `X-Hub-Store` header."""
+    DEPLOYMENT = "deployment"
+    """See the deployment as a whole: its processes and its queue (`GET /v2/status`)."""
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {

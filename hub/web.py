@@ -13,26 +13,37 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hub.api.http import RATE_LIMITER
 from hub.api.middleware import error_envelope, request_context
 from hub.api.openapi import openapi_routes
-from hub.api.ops import ops
-from hub.api.ratelimit import RateLimiter
+from hub.api.ops import STATUS_CACHE, StatusCache, ops
 from hub.api.routes import routes
-from hub.appkeys import CATALOGUE, ENGINE, SETTINGS
+from hub.appkeys import CATALOGUE, ENGINE, SETTINGS, SIGN_IN_LIMITER
 from hub.console import console_app
 from hub.events import EventCatalogue, load_catalogue
+from hub.ratelimit import RateLimiter, Share
 from hub.settings import Settings
 
 
 def create_app(
-    settings: Settings, engine: AsyncEngine, *, catalogue: EventCatalogue | None = None
+    settings: Settings,
+    engine: AsyncEngine,
+    *,
+    catalogue: EventCatalogue | None = None,
+    share: Share | None = None,
 ) -> web.Application:
-    """The web application; the caller owns `engine`."""
+    """The web application; the caller owns `engine`. `share` is this process's part of the
+    deployment-wide limits, kept up to date by the process's heartbeat (`hub.runner`); without
+    one the process enforces the whole limits itself."""
+    share = share or Share()
     app = web.Application(
         middlewares=[request_context, error_envelope], client_max_size=settings.max_body_bytes
     )
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[CATALOGUE] = catalogue or load_catalogue()
-    app[RATE_LIMITER] = RateLimiter(settings.api_rate_limit, settings.api_rate_burst)
+    app[RATE_LIMITER] = RateLimiter(settings.api_rate_limit, settings.api_rate_burst, share=share)
+    app[SIGN_IN_LIMITER] = RateLimiter(
+        settings.console_sign_in_rate / 60, settings.console_sign_in_burst, share=share
+    )
+    app[STATUS_CACHE] = StatusCache(ttl=settings.heartbeat_interval)
     app.add_routes(ops)
     app.add_routes(openapi_routes)
     app.add_routes(routes)

@@ -12,7 +12,6 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from hub.api.ratelimit import RateLimiter
 from hub.appkeys import ENGINE, SETTINGS
 from hub.auth import Permission, Principal
 from hub.errors import (
@@ -23,6 +22,7 @@ from hub.errors import (
     Unauthenticated,
     ValidationFailed,
 )
+from hub.ratelimit import RateLimiter
 from hub.services.access import authenticate
 from hub.services.validation import problems
 from hub.store.records import Page
@@ -93,7 +93,7 @@ async def authorize(request: web.Request, permission: Permission) -> Principal:
     the store named by `X-Hub-Store` (admin keys) or else the key's own.
 
     The checks and their order are `hub.services.access.authenticate`'s; a key over its rate
-    limit (`hub.api.ratelimit`) is refused with 429 once it is identified, before its rights
+    limit (`hub.ratelimit`) is refused with 429 once it is identified, before its rights
     are judged.
     """
     header = request.headers.get("Authorization", "")

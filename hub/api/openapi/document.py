@@ -70,6 +70,7 @@ _RESOURCES: tuple[type[BaseModel], ...] = (
     s.ReplayOut,
     s.SecretOut,
     s.DeletedOut,
+    s.DeploymentStatusOut,
 )
 _OTHERS: tuple[type[BaseModel], ...] = (s.ListLinks, s.ListMeta, s.ErrorsOut, HealthOut)
 
