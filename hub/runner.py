@@ -6,12 +6,13 @@ Every process registers itself in the process registry and heartbeats there
 before it listens, so its share of the deployment-wide rate limits is known before the first
 request), `hub worker` hands it to its dispatcher as a side task.
 
-**Stopping `hub serve`.** The listening socket is closed first, so new connections go to the
-other processes (with `--reuse-port`, the kernel stops routing to this one); requests in flight
-get `REQUEST_GRACE` seconds to finish and idle keep-alive connections are closed; meanwhile the
-dispatcher and the ingest wind down (`HUB_WORKER_GRACE_SECONDS`); the process's row leaves the
-registry before any of it, so the others take over its share of the rate limits at their next
-heartbeat.
+**Stopping `hub serve`.** The process's row leaves the registry first, so the others take over
+its share of the rate limits at their next heartbeat. Then the listening socket is closed, so
+new connections go to the other processes (with `--reuse-port`, the kernel stops routing to
+this one); requests in flight, bodies still arriving included, get `REQUEST_GRACE` seconds to be
+answered, each answer with `Connection: close` (`hub.api.middleware.InFlight`); then idle
+kept-alive connections are closed and anything left (a console live log) is cancelled.
+Meanwhile the dispatcher and the ingest wind down (`HUB_WORKER_GRACE_SECONDS`).
 
 One process is one `serve` or `work` call with its options (`ServeOptions`): a supervisor that
 starts several processes passes each the same options.
@@ -30,6 +31,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub import crypto
+from hub.api.middleware import IN_FLIGHT
 from hub.dispatch import default_registry
 from hub.dispatch.worker import Worker
 from hub.events import load_catalogue
@@ -163,6 +165,8 @@ async def serve(settings: Settings, url: str, options: ServeOptions) -> None:
                 await heartbeat.leave()
                 for part in parts:
                     part.stop()  # they wind down while the web app finishes its requests
+                await site.stop()
+                await app[IN_FLIGHT].drain(REQUEST_GRACE)
                 await runner.cleanup()
                 log.info("api_stopped", process_id=identity.id)
         finally:

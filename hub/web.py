@@ -11,7 +11,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.api.http import RATE_LIMITER
-from hub.api.middleware import error_envelope, request_context
+from hub.api.middleware import IN_FLIGHT, InFlight, error_envelope, request_context
 from hub.api.openapi import openapi_routes
 from hub.api.ops import STATUS_CACHE, StatusCache, ops
 from hub.api.routes import routes
@@ -33,9 +33,13 @@ def create_app(
     deployment-wide limits, kept up to date by the process's heartbeat (`hub.runner`); without
     one the process enforces the whole limits itself."""
     share = share or Share()
+    in_flight = InFlight()
     app = web.Application(
-        middlewares=[request_context, error_envelope], client_max_size=settings.max_body_bytes
+        middlewares=[in_flight.middleware, request_context, error_envelope],
+        client_max_size=settings.max_body_bytes,
     )
+    app[IN_FLIGHT] = in_flight
+    app.on_response_prepare.append(in_flight.on_prepare)
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[CATALOGUE] = catalogue or load_catalogue()
