@@ -192,8 +192,11 @@ QUEUE_STATUS = select(
     _count(_PENDING, _RETRY, _LATER).label("retries_scheduled"),
     _count(jobs.c.status == DELIVERING).label("delivering"),
     _count(jobs.c.status == HELD).label("held"),
-    select(func.min(jobs.c.next_attempt_at))
+    # The first entry of the index, whatever the backlog (not a min() over the due range).
+    select(jobs.c.next_attempt_at)
     .where(_PENDING, _DUE)
+    .order_by(jobs.c.next_attempt_at)
+    .limit(1)
     .scalar_subquery()
     .label("oldest_due_at"),
 )
