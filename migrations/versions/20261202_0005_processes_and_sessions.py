@@ -32,7 +32,10 @@ def upgrade() -> None:
         sa.Column("version", sa.Text(), nullable=False),
         sa.Column("address", sa.Text(), nullable=True),
         sa.Column(
-            "started_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "started_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.Column(
             "last_seen_at",
@@ -63,7 +66,10 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column(
@@ -86,9 +92,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id_hash", name=op.f("pk_console_sessions")),
     )
-    op.create_index(
-        "ix_console_sessions_key_created", "console_sessions", ["key_id", "created_at"]
-    )
+    op.create_index("ix_console_sessions_key_created", "console_sessions", ["key_id", "created_at"])
     op.create_index("ix_console_sessions_expires", "console_sessions", ["expires_at"])
     # The status counts held jobs; no other index has `held` leading or in its predicate.
     op.create_index(

@@ -20,7 +20,7 @@ class Clock:
 
 
 def admitted(limiter: RateLimiter, key: object, calls: int) -> int:
-    return sum(limiter.take(key) is None for _ in range(calls))  # type: ignore[arg-type]
+    return sum(limiter.take(key) is None for _ in range(calls))
 
 
 def test_n_processes_each_enforcing_their_share_admit_the_limit_in_total() -> None:
@@ -70,5 +70,5 @@ def test_a_share_never_goes_below_one_process_nor_a_bucket_below_one_token() -> 
 
 def test_the_heartbeat_may_not_outlast_its_staleness() -> None:
     with pytest.raises(ValidationError, match="at least twice"):
-        Settings(_env_file=None, heartbeat_interval=10, heartbeat_stale_after=15)  # type: ignore[call-arg]
-    assert Settings(_env_file=None, heartbeat_interval=10, heartbeat_stale_after=20)  # type: ignore[call-arg]
+        Settings(_env_file=None, heartbeat_interval=10, heartbeat_stale_after=15)
+    assert Settings(_env_file=None, heartbeat_interval=10, heartbeat_stale_after=20)
