@@ -2,7 +2,8 @@
 
 Order: a throwaway database, `hub migrate`, two keys (manage, publish), the sink, `hub serve
 --no-worker` and `hub worker`, one webhook integration to the sink, a warm-up; then baseline,
-throughput, latency, publish, fan-out and backlog (last: it stops the API and the worker). A
+throughput, scale-out (a second worker for a while), latency, publish, fan-out and backlog
+(last: it stops the API and the worker). A
 scenario that fails is reported and the others still run; everything is stopped and the
 database dropped at the end, whatever happened.
 
@@ -34,7 +35,7 @@ from bench.config import BenchConfig
 from bench.context import Bench
 from bench.procstats import CpuWindow, RssMonitor, machine
 from bench.report import Results, judge, render, write
-from bench.scenarios import backlog, baseline, fanout, latency, publish, throughput
+from bench.scenarios import backlog, baseline, fanout, latency, publish, scaleout, throughput
 from bench.scenarios.common import warm_up
 from bench.services import BenchError, Hub, create_database, drop_database, passed_settings
 from bench.sink import SinkProcess
@@ -44,6 +45,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[Any]]] = {
     "baseline": baseline.run,
     "throughput": throughput.run,
+    "scaleout": scaleout.run,
     "latency": latency.run,
     "publish": publish.run,
     "fanout": fanout.run,
@@ -221,8 +223,8 @@ def _settings(config: BenchConfig, names: list[str]) -> dict[str, Any]:
             "HUB_API_RATE_LIMIT": "0",
         }
         | {k: v for k, v in passed_settings().items() if "SECRET" not in k},
-        "processes": "hub serve --no-worker (API) + hub worker, one each; sink and driver "
-        "in processes of their own",
+        "processes": "hub serve --no-worker (API) + hub worker, one each (scaleout: a second "
+        "hub worker for its second run); sink and driver in processes of their own",
     }
 
 
