@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from pydantic import ValidationError
+from sqlalchemy.exc import ProgrammingError
 
 from hub import crypto
 from hub.auth import generate_key
@@ -191,6 +192,11 @@ async def _status(settings: Settings, url: str, *, as_json: bool) -> int:
     try:
         async with engine.connect() as conn:
             found = await status(conn, stale_after=settings.heartbeat_stale_after)
+    except ProgrammingError as exc:
+        print(
+            f"hub: cannot read the status ({exc.orig}); is the database migrated?", file=sys.stderr
+        )
+        return 1
     finally:
         await engine.dispose()
     if as_json:

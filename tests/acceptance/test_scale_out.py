@@ -12,6 +12,7 @@ other process when one does not answer) and watches a loopback sink that records
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections import Counter
@@ -74,10 +75,11 @@ async def all_succeeded(engine: AsyncEngine, total: int) -> bool:
     return (await status_counts(engine))["succeeded"] == total
 
 
-async def hub_status(procs: Processes) -> str:
+async def hub_status(procs: Processes, *args: str) -> str:
     process = await asyncio.create_subprocess_exec(
         str(HUB),
         "status",
+        *args,
         env=procs.env(),
         cwd=procs.log_dir,
         stdout=asyncio.subprocess.PIPE,
@@ -376,6 +378,7 @@ async def test_the_registry_forgets_a_killed_process_once_stale_and_a_stopped_on
         )
         dropped_in = time.monotonic() - killed_at
         text = await hub_status(procs)
+        document = json.loads(await hub_status(procs, "--json"))["data"]
     except BaseException:
         print(procs.output())
         raise
@@ -386,6 +389,11 @@ async def test_the_registry_forgets_a_killed_process_once_stale_and_a_stopped_on
     assert 1.5 <= dropped_in < 6, "a killed one drops out once stale (HUB_HEARTBEAT_STALE_AFTER)"
     assert "processes: 1 live" in text, text
     assert f"127.0.0.1:{port}" in text
+    assert document["type"] == "hub-status"
+    assert [(p["role"], p["address"]) for p in document["processes"]] == [
+        ("api", f"127.0.0.1:{port}")
+    ]
+    assert document["queue"]["delivering"] == 0
 
 
 async def test_two_processes_share_one_port_with_reuse_port(
