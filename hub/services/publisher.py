@@ -12,11 +12,13 @@ still means stored.
 A batch that fails for another reason than the database going away is written again one request
 at a time, so only the request at fault gets the error.
 
-**Admission.** While the oldest queued request has waited longer than `max_wait` seconds (the
-writers cannot keep up), or `MAX_QUEUED` events wait, a new publish is refused at once with
-`Overloaded` (the API's 503 with `Retry-After`) instead of joining a queue it cannot leave in
-time: under overload, what is accepted stays fast and the rest learns to come back, rather than
-every request slowing down together.
+**Admission.** A new publish is refused at once with `Overloaded` (the API's 503 with
+`Retry-After`) while the oldest queued request has waited longer than `max_wait` seconds (the
+writers cannot keep up), while `MAX_QUEUED` events wait, or while the process's event loop runs
+more than `max_wait` late (the process has more requests than CPU: every request would wait
+that long before it is even looked at). Under overload, what is accepted stays fast and the
+rest learns to come back, rather than every request slowing down together; a refusal costs far
+less than a publish, so refusing early is also what gives the loop its time back.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ LOOPS = 2
 MAX_EVENTS = 1000
 #: Events queued at most (memory's bound; the max_wait usually refuses long before).
 MAX_QUEUED = 20 * MAX_EVENTS
+#: Seconds between the event loop lag monitor's samples.
+LAG_TICK = 0.01
+#: The weight of a new lag sample in the running average: a lone stall (one huge request's
+#: parsing) moves it a little, sustained lateness soon.
+LAG_WEIGHT = 0.2
 
 
 @dataclass(slots=True)
@@ -71,18 +78,23 @@ class Publisher:
         self._queued_events = 0
         self._ready = asyncio.Event()
         self._writers: list[asyncio.Task[None]] = []
+        self._lag = 0.0
+        self._lag_watch: asyncio.Task[None] | None = None
         self._stopping = False
 
     def start(self) -> None:
         self._writers = [
             asyncio.create_task(self._write_loop(), name=f"hub-publisher-{n}") for n in range(LOOPS)
         ]
+        self._lag_watch = asyncio.create_task(self._watch_lag(), name="hub-publisher-lag")
 
     async def stop(self) -> None:
         """Write what is queued, then stop the writers."""
         self._stopping = True
         self._ready.set()
-        for task in self._writers:
+        if self._lag_watch is not None:
+            self._lag_watch.cancel()
+        for task in [*self._writers, *filter(None, [self._lag_watch])]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -102,11 +114,27 @@ class Publisher:
         if self._stopping:
             REFUSED.inc()
             raise Overloaded("This process is stopping; publish again (to another one)")
-        if self.waited() > self.max_wait or self._queued_events >= MAX_QUEUED:
+        if (
+            self.waited() > self.max_wait
+            or self.lag() > self.max_wait
+            or self._queued_events >= MAX_QUEUED
+        ):
             REFUSED.inc()
             raise Overloaded(
                 "Too many events are waiting to be stored; publish again after Retry-After"
             )
+
+    def lag(self) -> float:
+        """How late the event loop runs its timers lately (seconds, a running average)."""
+        return self._lag
+
+    async def _watch_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(LAG_TICK)
+            late = max(0.0, loop.time() - before - LAG_TICK)
+            self._lag += LAG_WEIGHT * (late - self._lag)
 
     def waited(self) -> float:
         """Seconds the oldest queued request has waited for a writer (0: none waits)."""

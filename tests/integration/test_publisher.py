@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.errors import Overloaded
 from hub.events import load_catalogue
 from hub.services import events as event_service
 from hub.services.inputs import EventIn
@@ -224,3 +225,23 @@ async def test_the_pool_opens_no_new_connections_under_load(
     assert set(statuses) <= {202, 503}
     assert statuses.count(202) > 100
     assert 1 <= len(seen) <= 4, f"{len(seen)} backends served a pool of 4: connections churned"
+
+
+async def test_a_starved_event_loop_refuses_publishes_until_it_catches_up(
+    engine: AsyncEngine,
+) -> None:
+    publisher = Publisher(engine, max_wait=0.05)
+    publisher.start()
+    try:
+        await asyncio.sleep(0.05)
+        publisher.admit()  # a free loop admits
+        for _ in range(10):  # the loop stalls again and again: more work than CPU
+            time.sleep(0.1)  # noqa: ASYNC251 - blocking on purpose: that is the starvation
+            await asyncio.sleep(0)
+        assert publisher.lag() > 0.05
+        with pytest.raises(Overloaded, match="waiting to be stored"):
+            publisher.admit()
+        await asyncio.sleep(1.0)  # a free loop again: the average decays within a few ticks
+        publisher.admit()  # caught up: admits again
+    finally:
+        await publisher.stop()
