@@ -8,6 +8,7 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
+from deliverers.config import INTEGRATION_TYPES
 from hub.api.http import (
     authorize,
     bool_filter,
@@ -81,9 +82,9 @@ async def list_integrations(request: web.Request) -> web.Response:
     principal = await authorize(request, Permission.READ)
     params = page_params(request)
     integration_type = request.query.get("filter[integration_type]")
-    if integration_type is not None and integration_type not in ("webhook", "aws_sqs", "stomp"):
+    if integration_type is not None and integration_type not in INTEGRATION_TYPES:
         raise BadRequest(
-            "filter[integration_type] must be webhook, aws_sqs or stomp",
+            "filter[integration_type] must be one of " + ", ".join(INTEGRATION_TYPES),
             source="filter[integration_type]",
         )
     observes = request.query.get("filter[observes]")

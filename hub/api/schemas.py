@@ -99,7 +99,10 @@ class IntegrationOut(BaseModel):
     enabled: bool
     integration_type: str
     observes: list[str]
-    configuration: dict[str, Any] = Field(description="Secrets masked: all but the last 4 as `*`.")
+    configuration: dict[str, Any] = Field(
+        description="Secrets masked: all but the last 4 as `*`; an AMQP `url` as "
+        "`amqp://user:****@host/vhost`."
+    )
     conditions: dict[str, Any] | None = Field(
         description="(beyond EP) the payload filter in its canonical form; null: none."
     )

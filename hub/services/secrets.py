@@ -9,7 +9,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from deliverers.config import SECRET_FIELD_NAMES
+from deliverers.config import secret_fields
 from hub.crypto import MARKER, Keyring, is_sealed_text, is_sealed_value
 from hub.store import integrations as integration_store
 
@@ -34,18 +34,24 @@ def _reseal_text(keyring: Keyring, stored: str) -> tuple[str, bool]:
 
 
 def _reseal_configuration(
-    keyring: Keyring, stored: dict[str, Any]
+    keyring: Keyring, stored: dict[str, Any], paths: frozenset[str], prefix: str = ""
 ) -> tuple[dict[str, Any], int, int]:
+    """`stored` with every secret (encrypted at any depth, or in clear at one of the dotted
+    `paths`) encrypted with the first key; how many values that is, how many were in clear."""
     out: dict[str, Any] = {}
     values = clear = 0
     for key, value in stored.items():
+        path = prefix + key
         if is_sealed_value(value):
             out[key] = {MARKER: keyring.reencrypt(value[MARKER])}
             values += 1
-        elif key in SECRET_FIELD_NAMES and isinstance(value, str):
+        elif path in paths and isinstance(value, str):
             out[key] = {MARKER: keyring.encrypt(value)}
             values += 1
             clear += 1
+        elif isinstance(value, dict):
+            out[key], n, c = _reseal_configuration(keyring, value, paths, path + ".")
+            values, clear = values + n, clear + c
         else:
             out[key] = value
     return out, values, clear
@@ -64,7 +70,9 @@ async def reencrypt_all(engine: AsyncEngine, keyring: Keyring) -> RotationReport
         async with engine.begin() as conn:
             batch = await integration_store.stored_secrets(conn, after=after, limit=BATCH)
             for row in batch:
-                configuration, n, clear = _reseal_configuration(keyring, row.configuration)
+                configuration, n, clear = _reseal_configuration(
+                    keyring, row.configuration, secret_fields(row.integration_type)
+                )
                 signing, was_clear = _reseal_text(keyring, row.signing_secret)
                 n, clear = n + 1, clear + was_clear
                 previous = row.previous_signing_secret
