@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from deliverers.amqp import AmqpDeliverer
 from deliverers.base import Deliverer
 from deliverers.registry import DelivererRegistry
 from deliverers.sqs import SqsDeliverer
@@ -19,6 +20,11 @@ def default_registry(settings: Settings) -> DelivererRegistry:
     deliverers.append(SqsDeliverer(source=settings.base_url(), allowed_networks=allowed))
     deliverers.append(
         StompDeliverer(
+            source=settings.base_url(), timeout=settings.webhook_timeout, allowed_networks=allowed
+        )
+    )
+    deliverers.append(
+        AmqpDeliverer(
             source=settings.base_url(), timeout=settings.webhook_timeout, allowed_networks=allowed
         )
     )
