@@ -16,6 +16,7 @@ from deliverers.config import CONFIG_MODELS, GUARD, secret_at, secret_fields, wi
 from hub import conditions
 from hub.errors import NotFound, ValidationFailed
 from hub.events import EventCatalogue, validate_observed
+from hub.services import push
 from hub.services.inputs import IntegrationCreate, IntegrationUpdate
 from hub.services.validation import problems
 from hub.ssrf import SsrfGuard
@@ -44,6 +45,8 @@ def _check_observes(observes: list[str], catalogue: EventCatalogue) -> list[tupl
         found.append(("observes lists a key more than once", "data.observes"))
     return found
 
+
+WEB_PUSH = "web_push"
 
 #: Without a guard of the caller's, targets must be public (no internal network is allowed).
 STRICT = SsrfGuard()
@@ -94,6 +97,8 @@ async def create(
     found += condition_problems
     if found:
         raise ValidationFailed(found)
+    if data.integration_type == WEB_PUSH:
+        await push.vapid_key(conn, store_id)  # its pushes are signed with the store's key
     return await integrations.insert_integration(
         conn,
         store_id=store_id,
@@ -178,6 +183,8 @@ async def update(
         changes["conditions"] = canonical
     if found:
         raise ValidationFailed(found)
+    if new_type == WEB_PUSH and current.integration_type != WEB_PUSH:
+        await push.vapid_key(conn, store_id)
     if changes.get("enabled") is True:
         changes["disabled_reason"] = None
     if "enabled" in changes and changes["enabled"] != current.enabled:

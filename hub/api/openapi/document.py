@@ -67,6 +67,7 @@ _RESOURCES: tuple[type[BaseModel], ...] = (
     s.IntegrationStatusOut,
     s.ReplayOut,
     s.SecretOut,
+    s.VapidKeyOut,
     s.DeletedOut,
 )
 _OTHERS: tuple[type[BaseModel], ...] = (s.ListLinks, s.ListMeta, s.ErrorsOut, HealthOut)

@@ -41,7 +41,8 @@ class Op:
 
 
 _INT, _JOBS, _EVENTS, _OPS = "Integrations", "Jobs and logs", "Events", "Operations"
-TAGS = (_INT, _JOBS, _EVENTS, _OPS)
+_PUSH = "Web Push"
+TAGS = (_INT, _JOBS, _EVENTS, _PUSH, _OPS)
 _BODY = (400, 413, 422)
 _ONE = "the integration"
 
@@ -358,6 +359,38 @@ OPERATIONS: tuple[Op, ...] = (
         Permission.READ_EVENTS,
         {200: ("EventResponse", "The event.")},
         params=("EventId",),
+    ),
+    Op(
+        "get",
+        "/v2/push/vapid-key",
+        "get_vapid_key",
+        _PUSH,
+        "Get the store's VAPID public key",
+        "**(beyond EP)** The public half of the store's VAPID key pair (RFC 8292), which signs "
+        "every `web_push` delivery: a browser passes it as `applicationServerKey` to "
+        "`pushManager.subscribe()`, and the resulting `PushSubscription.toJSON()` is the "
+        "configuration of a `web_push` integration (this is what EP's `POST "
+        "/api/integrations/save-vapid-subscription` stored). The key pair is made on first use "
+        "(this call, or creating a `web_push` integration); its private half is stored "
+        "encrypted and never answered.\n\n**Decision:** every role may read it (it is public, "
+        "and a page's backend may hold only a `publish` key).",
+        Permission.PUSH_KEY,
+        {200: ("VapidKeyResponse", "The public key.")},
+    ),
+    Op(
+        "post",
+        "/v2/push/vapid-key/rotate",
+        "rotate_vapid_key",
+        _PUSH,
+        "Rotate the store's VAPID key pair",
+        "**(beyond EP)** Makes a new key pair at once and answers its public key; every later "
+        "push is signed with it. A subscription is bound to the key it was made with, so each "
+        "browser must subscribe again with the new key and its integration's configuration be "
+        "replaced (`PUT`); until then its pushes fail (the push service answers 401 or 403) "
+        "and are retried on the schedule. No body.\n\n**Decision:** no grace period: push "
+        "services accept exactly one key per subscription.",
+        Permission.WRITE,
+        {200: ("VapidKeyResponse", "The new public key.")},
     ),
     Op(
         "get",
