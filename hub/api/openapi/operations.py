@@ -97,7 +97,8 @@ OPERATIONS: tuple[Op, ...] = (
         _INT,
         "Get an integration",
         "Secrets in `configuration` are masked. `disabled_reason` **(beyond EP)** says why the hub "
-        "disabled it (a `410 Gone` answer, a push subscription's 404 or 410, or the circuit breaker).\n\n**(beyond EP)** "
+        "disabled it (a `410 Gone` answer, a push subscription's 404 or 410, or the circuit "
+        "breaker).\n\n**(beyond EP)** "
         "**Circuit breaker:** `failing_since` is when the current unbroken stretch of failed "
         "attempts began (a success clears it; a `429` answer neither starts nor ends it). When "
         "a failed attempt finds it older than `HUB_BREAKER_AFTER` (default 5 days), the "
