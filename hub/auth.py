@@ -29,12 +29,16 @@ class Permission(StrEnum):
     """Read events back (publishers poll what they published)."""
     ANY_STORE = "any_store"
     """Act on any store, named by the `X-Hub-Store` header."""
+    PUSH_KEY = "push_key"
+    """Read the store's VAPID public key (public by nature: every role may)."""
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
-    "view": frozenset({Permission.READ, Permission.READ_EVENTS}),
-    "manage": frozenset({Permission.READ, Permission.WRITE, Permission.READ_EVENTS}),
-    "publish": frozenset({Permission.PUBLISH, Permission.READ_EVENTS}),
+    "view": frozenset({Permission.READ, Permission.READ_EVENTS, Permission.PUSH_KEY}),
+    "manage": frozenset(
+        {Permission.READ, Permission.WRITE, Permission.READ_EVENTS, Permission.PUSH_KEY}
+    ),
+    "publish": frozenset({Permission.PUBLISH, Permission.READ_EVENTS, Permission.PUSH_KEY}),
     "admin": frozenset(Permission),
 }
 

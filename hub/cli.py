@@ -106,10 +106,11 @@ async def _rotate_secrets(url: str, keyring: crypto.Keyring) -> int:
         report = await reencrypt_all(engine, keyring)
     finally:
         await engine.dispose()
+    vapid = f" and {report.vapid_keys} VAPID keys" if report.vapid_keys else ""
     print(
-        f"re-encrypted {report.values} secrets of {report.integrations} integrations with the "
-        f"first key of HUB_SECRET_KEY ({report.were_clear} had been stored in clear); the other "
-        "keys may now be removed"
+        f"re-encrypted {report.values} secrets of {report.integrations} integrations{vapid} with "
+        f"the first key of HUB_SECRET_KEY ({report.were_clear} had been stored in clear); the "
+        "other keys may now be removed"
     )
     return 0
 

@@ -22,6 +22,7 @@
     ├── ConfigurationError        settings that cannot work (bad URL, no embedded server)
     ├── SecretsUnavailable        a secret must be encrypted or decrypted but no HUB_SECRET_KEY
     ├── SecretsUnreadable         stored secrets that no key of HUB_SECRET_KEY decrypts
+    ├── TargetUnavailable         a delivery target's part cannot be read now (a VAPID key)
     └── TargetRefused (OSError)   the SSRF guard refuses a delivery's address
 
 Domain errors carry no HTTP status: `hub.api.errors` maps them to the API's statuses and titles.
@@ -185,6 +186,11 @@ class SecretsUnavailable(HubError):
 class SecretsUnreadable(HubError):
     """A stored secret that no key of `HUB_SECRET_KEY` decrypts (the key was changed without
     keeping the old one, or the value was altered)."""
+
+
+class TargetUnavailable(HubError):
+    """A part of a delivery target that is read when the target is built (a store's VAPID key)
+    cannot be read now; the attempt fails with this text and is retried."""
 
 
 class TargetRefused(HubError, OSError):

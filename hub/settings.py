@@ -7,6 +7,7 @@ and passed down; nothing below the entry point reads `os.environ`.
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -87,6 +88,11 @@ class Settings(BaseSettings):
         le=60,
         description="Seconds before requeueing a message the database was down for.",
     )
+    vapid_subject: str | None = Field(
+        default=None,
+        description="The VAPID `sub` claim of Web Push deliveries: the operator's contact, "
+        "mailto:ops@example.com or https://example.com (push services require one).",
+    )
     breaker_after: timedelta = Field(
         default=timedelta(days=5),
         description="How long an integration may fail without a break before the circuit "
@@ -116,6 +122,18 @@ class Settings(BaseSettings):
             if len(parsed) != 1:
                 raise ValueError("give one duration, e.g. 5d, 24h, 30m or 0s")
             return parsed[0]
+        return value
+
+    @field_validator("vapid_subject")
+    @classmethod
+    def _vapid_subject(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        mail = re.fullmatch(r"mailto:[^@\s]+@[^@\s]+", value)
+        web = re.fullmatch(r"https://[^/\s:]+(:\d+)?(/\S*)?", value)
+        if mail is None and web is None:
+            raise ValueError("give a mailto: address or an https: URL, e.g. mailto:ops@example.com")
         return value
 
     @field_validator("allowed_networks", mode="before")

@@ -8,6 +8,7 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
+from deliverers.config import INTEGRATION_TYPES
 from hub.api.http import (
     authorize,
     bool_filter,
@@ -29,6 +30,7 @@ from hub.api.schemas import (
     replay_out,
     status_out,
     timestamp,
+    vapid_key_out,
 )
 from hub.appkeys import CATALOGUE, ENGINE, SETTINGS
 from hub.auth import Permission
@@ -37,6 +39,7 @@ from hub.events import is_valid_key, match_candidates, validate_observed
 from hub.services import events as event_service
 from hub.services import integrations as integration_service
 from hub.services import jobs as job_service
+from hub.services import push as push_service
 from hub.services import replay as replay_service
 from hub.services.inputs import EventIn, IntegrationCreate, IntegrationUpdate, ReplayCreate
 from hub.services.validation import problems
@@ -81,9 +84,9 @@ async def list_integrations(request: web.Request) -> web.Response:
     principal = await authorize(request, Permission.READ)
     params = page_params(request)
     integration_type = request.query.get("filter[integration_type]")
-    if integration_type is not None and integration_type not in ("webhook", "aws_sqs", "stomp"):
+    if integration_type is not None and integration_type not in INTEGRATION_TYPES:
         raise BadRequest(
-            "filter[integration_type] must be webhook, aws_sqs or stomp",
+            "filter[integration_type] must be one of " + ", ".join(INTEGRATION_TYPES),
             source="filter[integration_type]",
         )
     observes = request.query.get("filter[observes]")
@@ -346,6 +349,25 @@ async def get_replay(request: web.Request) -> web.Response:
     async with request.app[ENGINE].connect() as conn:
         replay = await replay_service.get(conn, principal.store_id, integration_id, replay_id)
     return model_response(replay_out(_base(request), replay))
+
+
+# --- web push ----------------------------------------------------------------------------------
+
+
+@routes.get("/v2/push/vapid-key")
+async def get_vapid_key(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.PUSH_KEY)
+    async with request.app[ENGINE].begin() as conn:  # made on first use
+        record = await push_service.vapid_key(conn, principal.store_id)
+    return model_response(vapid_key_out(_base(request), record))
+
+
+@routes.post("/v2/push/vapid-key/rotate")
+async def rotate_vapid_key(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.WRITE)
+    async with request.app[ENGINE].begin() as conn:
+        record = await push_service.rotate_vapid_key(conn, principal.store_id)
+    return model_response(vapid_key_out(_base(request), record))
 
 
 # --- events ------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from hub.store.records import (
     JobRecord,
     LogRecord,
     ReplayRecord,
+    VapidKeyRecord,
 )
 
 
@@ -99,7 +100,10 @@ class IntegrationOut(BaseModel):
     enabled: bool
     integration_type: str
     observes: list[str]
-    configuration: dict[str, Any] = Field(description="Secrets masked: all but the last 4 as `*`.")
+    configuration: dict[str, Any] = Field(
+        description="Secrets masked: all but the last 4 as `*`; an AMQP `url` as "
+        "`amqp://user:****@host/vhost`."
+    )
     conditions: dict[str, Any] | None = Field(
         description="(beyond EP) the payload filter in its canonical form; null: none."
     )
@@ -276,6 +280,26 @@ class SecretOut(BaseModel):
         default=None,
         description="(beyond EP) Until when the secret replaced by the last rotation still signs "
         "deliveries (a second `v1,` signature); null when none does.",
+    )
+
+
+class VapidKeyOut(BaseModel):
+    """(beyond EP) The store's VAPID public key, for browsers' `applicationServerKey`."""
+
+    type: Literal["vapid-key"] = "vapid-key"
+    public_key: str = Field(
+        description="The uncompressed P-256 public key in base64url (87 characters): pass it, "
+        "decoded to bytes, as `applicationServerKey` to `pushManager.subscribe`."
+    )
+    links: Links
+    meta: CreatedMeta
+
+
+def vapid_key_out(base: str, r: VapidKeyRecord) -> VapidKeyOut:
+    return VapidKeyOut(
+        public_key=r.public_key,
+        links=Links(self=f"{base}/v2/push/vapid-key"),
+        meta=CreatedMeta(timestamps=CreatedTimestamps(created_at=_ts(r.created_at))),
     )
 
 

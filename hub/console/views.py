@@ -55,7 +55,7 @@ from hub.services.integrations import masked_configuration
 from hub.store import events, integrations
 from hub.store import jobs as job_store
 from hub.store import logs as log_store
-from hub.store.models import JOB_STATUSES
+from hub.store.models import INTEGRATION_TYPES, JOB_STATUSES
 
 HERE = Path(__file__).parent
 STREAM_POLL = 1.0
@@ -264,7 +264,7 @@ async def integrations_page(request: web.Request) -> web.Response:
             kind=kind or "",
             enabled=enabled_raw,
             filtered=filtered,
-            types=("webhook", "sqs", "stomp"),
+            types=INTEGRATION_TYPES,
         ),
     )
 

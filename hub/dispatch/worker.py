@@ -52,14 +52,14 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from deliverers.base import Delivery, DeliveryResult
+from deliverers.base import Delivery, DeliveryResult, VapidKey
 from deliverers.registry import DelivererRegistry
 from hub.dispatch.limits import RateLimits, retry_slots
 from hub.dispatch.targets import Targets
-from hub.errors import SecretsUnreadable, UnknownIntegrationType
+from hub.errors import SecretsUnreadable, TargetUnavailable, UnknownIntegrationType
 from hub.retry import Fail, Retry, Succeed, decide
 from hub.settings import Settings
-from hub.store import attempts, claiming, enqueue, retention
+from hub.store import attempts, claiming, enqueue, retention, vapid
 from hub.store.engine import distrust_connections, driver, plain_url, storage_unavailable
 
 log = structlog.get_logger(__name__)
@@ -148,7 +148,7 @@ class Worker:
         self._due_in: float | None = None
         self._retries: set[uuid.UUID] = set()
         self._rate_limits = RateLimits()
-        self._targets = Targets()
+        self._targets = Targets(vapid_keys=self._vapid_key)
         self._metrics: dict[str, _Metrics] = {}
         self._unstarted: list[uuid.UUID] = []
         self.purged_rows = 0
@@ -312,7 +312,7 @@ class Worker:
 
     # --- one attempt -------------------------------------------------------------------------
 
-    def _delivery(self, job: claiming.ClaimedJob) -> Delivery:
+    async def _delivery(self, job: claiming.ClaimedJob) -> Delivery:
         return Delivery(
             job_id=job.id,
             attempt=job.attempt,
@@ -320,8 +320,14 @@ class Worker:
             triggered_by=job.triggered_by,
             payload=job.payload,
             event_time=job.event_time,
-            target=self._targets.get(job),
+            target=await self._targets.get(job),
         )
+
+    async def _vapid_key(self, store_id: uuid.UUID) -> VapidKey | None:
+        """The store's VAPID key pair, for the targets of its `web_push` integrations."""
+        async with self.engine.connect() as conn:
+            record = await vapid.get_vapid_key(conn, store_id)
+        return None if record is None else VapidKey(record.public_key, record.private_key)
 
     async def _ready(self, job: claiming.ClaimedJob) -> bool:
         """Wait for the integration's rate limit. False when the worker stops first: the job
@@ -343,8 +349,8 @@ class Worker:
         try:
             try:
                 deliverer = self.registry.get(job.integration_type)
-                result = await deliverer.deliver(self._delivery(job))
-            except (UnknownIntegrationType, SecretsUnreadable) as exc:
+                result = await deliverer.deliver(await self._delivery(job))
+            except (UnknownIntegrationType, SecretsUnreadable, TargetUnavailable) as exc:
                 result = DeliveryResult(False, time.perf_counter() - started, error_detail=str(exc))
             except ValidationError:
                 result = DeliveryResult(
@@ -384,6 +390,7 @@ class Worker:
             status_code=result.status_code,
             retry_after=result.retry_after,
             schedule=self.settings.retry_schedule,
+            gone=result.gone,
             **kwargs,
         )
         next_at: datetime | None = None
@@ -396,7 +403,7 @@ class Worker:
             case Fail(reason=reason, disable_integration=disable_it):
                 status = "failed"
                 if disable_it:
-                    disable = f"Disabled after the endpoint answered 410 Gone to job {job.id}"
+                    disable = f"Disabled after {reason} to job {job.id}"
                 log.warning("job_failed", job_id=str(job.id), attempt=job.attempt, reason=reason)
         return attempts.AttemptRecord(
             job_id=job.id,

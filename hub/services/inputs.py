@@ -45,7 +45,10 @@ CONDITIONS_DOC = (
 )
 CONFIGURATION_DOC = (
     "By integration_type: webhook {url, secret_key?}; aws_sqs {url, aws_access_key_id, "
-    "aws_secret_access_key, region}; stomp {addresses, destination, username?, password?}."
+    "aws_secret_access_key, region}; stomp {addresses, destination, username?, password?}; "
+    "amqp {url, exchange, routing_key?, headers?, declare?, exchange_type?}; web_push (a "
+    "browser's PushSubscription) {endpoint, keys: {p256dh, auth}, expirationTime?, ttl?, "
+    "urgency?, topic?}."
 )
 
 

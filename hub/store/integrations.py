@@ -286,6 +286,8 @@ class StoredSecrets:
     configuration: dict[str, Any]
     signing_secret: str
     previous_signing_secret: str | None
+    integration_type: str = ""
+    """Which fields of `configuration` are secrets depends on it (read only)."""
 
 
 async def stored_secrets(
@@ -297,12 +299,19 @@ async def stored_secrets(
         integrations.c.configuration,
         integrations.c.signing_secret,
         integrations.c.previous_signing_secret,
+        integrations.c.integration_type,
     )
     if after is not None:
         query = query.where(integrations.c.id > after)
     rows = await conn.execute(query.order_by(integrations.c.id).limit(limit).with_for_update())
     return [
-        StoredSecrets(r.id, dict(r.configuration), r.signing_secret, r.previous_signing_secret)
+        StoredSecrets(
+            r.id,
+            dict(r.configuration),
+            r.signing_secret,
+            r.previous_signing_secret,
+            r.integration_type,
+        )
         for r in rows
     ]
 

@@ -1,4 +1,4 @@
-"""The schema: stores, API keys, integrations, events, jobs and logs.
+"""The schema: stores, API keys, integrations, events, jobs and logs, and VAPID keys.
 
 Alembic's migrations are the source of truth for the database; these tables mirror them, and a
 test proves the two agree. The queue columns of `integration_jobs` (status, attempts,
@@ -42,6 +42,8 @@ JOB_STATUSES = ("pending", "delivering", "succeeded", "failed", "cancelled", "he
 integration makes held jobs pending again."""
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 ROLES = ("view", "manage", "publish", "admin")
+INTEGRATION_TYPES = ("webhook", "aws_sqs", "stomp", "amqp", "web_push")
+"""What the schema admits; each has a configuration model in `deliverers.config`."""
 
 
 class Base(DeclarativeBase):
@@ -84,9 +86,7 @@ class Integration(Base):
 
     __tablename__ = "integrations"
     __table_args__ = (
-        CheckConstraint(
-            "integration_type IN ('webhook', 'aws_sqs', 'stomp')", name="integration_type"
-        ),
+        CheckConstraint(f"integration_type IN {INTEGRATION_TYPES!r}", name="integration_type"),
         CheckConstraint("cardinality(observes) > 0", name="observes_not_empty"),
         CheckConstraint("max_in_flight IS NULL OR max_in_flight > 0", name="max_in_flight"),
         CheckConstraint("rate_limit IS NULL OR rate_limit > 0", name="rate_limit"),
@@ -129,6 +129,22 @@ class Integration(Base):
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
     deleted_at: Mapped[datetime | None] = _ts(nullable=True)
+
+
+class VapidKey(Base):
+    """A store's VAPID key pair (RFC 8292), which signs its Web Push deliveries: made on first
+    use, replaced by a rotation. `private_key` is stored encrypted (`hub.crypto`)."""
+
+    __tablename__ = "vapid_keys"
+
+    store_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True
+    )
+    public_key: Mapped[str] = mapped_column(Text)
+    """The uncompressed P-256 point in base64url: browsers' `applicationServerKey`."""
+    private_key: Mapped[str] = mapped_column(Text)
+    """The private scalar in base64url, sealed (`enc:v1:…`)."""
+    created_at: Mapped[datetime] = _ts()
 
 
 class Event(Base):
@@ -299,3 +315,4 @@ events = cast(Table, Event.__table__)
 replays = cast(Table, Replay.__table__)
 jobs = cast(Table, IntegrationJob.__table__)
 logs = cast(Table, IntegrationLog.__table__)
+vapid_keys = cast(Table, VapidKey.__table__)

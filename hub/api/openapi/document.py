@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 from pydantic_core import core_schema
 
-from deliverers.config import CONFIG_MODELS, SqsConfig, StompConfig, WebhookConfig
+from deliverers.config import CONFIG_MODELS
 from hub import __version__
 from hub.api import schemas as s
 from hub.api.openapi.docs_page import render_docs
@@ -57,9 +57,7 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
     s.IntegrationUpdateRequest,
     s.PublishRequest,
     s.ReplayCreateRequest,
-    WebhookConfig,
-    SqsConfig,
-    StompConfig,
+    *CONFIG_MODELS.values(),
 )
 _RESOURCES: tuple[type[BaseModel], ...] = (
     s.IntegrationOut,
@@ -69,6 +67,7 @@ _RESOURCES: tuple[type[BaseModel], ...] = (
     s.IntegrationStatusOut,
     s.ReplayOut,
     s.SecretOut,
+    s.VapidKeyOut,
     s.DeletedOut,
 )
 _OTHERS: tuple[type[BaseModel], ...] = (s.ListLinks, s.ListMeta, s.ErrorsOut, HealthOut)

@@ -40,6 +40,40 @@ BODY_EXAMPLES: dict[str, dict[str, Any]] = {
                 },
             }
         },
+        "amqp": {
+            "data": {
+                "type": "integration",
+                "name": "Orders to the bus",
+                "enabled": True,
+                "integration_type": "amqp",
+                "observes": ["order.*"],
+                "configuration": {
+                    "url": "amqps://hub:s3cr3t-value@rabbit.example.com/shop",
+                    "exchange": "commerce.events",
+                    "headers": {"x-source": "shop"},
+                },
+            }
+        },
+        "web_push (a browser's subscription)": {
+            "data": {
+                "type": "integration",
+                "name": "Back-office alerts",
+                "enabled": True,
+                "integration_type": "web_push",
+                "observes": ["order.paid"],
+                "configuration": {
+                    "endpoint": "https://fcm.googleapis.com/fcm/send/dpH5lCsTSSM:APA91bHqjZ",
+                    "expirationTime": None,
+                    "keys": {
+                        "p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u"
+                        "-Ts1XbjhazAkj7I99e8QcYP7DkM",
+                        "auth": "tBHItJI5svbpez7KI4CCXg",
+                    },
+                    "ttl": 3600,
+                    "urgency": "high",
+                },
+            }
+        },
         "stomp": {
             "data": {
                 "type": "integration",

@@ -41,7 +41,8 @@ class Op:
 
 
 _INT, _JOBS, _EVENTS, _OPS = "Integrations", "Jobs and logs", "Events", "Operations"
-TAGS = (_INT, _JOBS, _EVENTS, _OPS)
+_PUSH = "Web Push"
+TAGS = (_INT, _JOBS, _EVENTS, _PUSH, _OPS)
 _BODY = (400, 413, 422)
 _ONE = "the integration"
 
@@ -56,8 +57,14 @@ OPERATIONS: tuple[Op, ...] = (
         "`observes` takes catalogue keys, custom `<name>.created|updated|deleted` keys and "
         "**(beyond EP)** the wildcards `<resource>.*` and `*`, each at most once. `configuration` "
         "must match `integration_type`; secrets are stored encrypted and answered masked (all "
-        "but the last 4 characters `*`).\n\n**Decision (SSRF guard):** targets (webhook and SQS "
-        "URLs, STOMP addresses) must be public: a literal non-public address (loopback, private, "
+        "but the last 4 characters `*`; an AMQP `url` as `amqp://user:****@host/vhost`).\n\n"
+        "**(beyond EP)** `amqp` publishes a CloudEvent to an exchange (publisher confirms, "
+        "`mandatory`: an unroutable message is a failed attempt); `web_push` takes a browser's "
+        "`PushSubscription.toJSON()` as its configuration (EP's `save-vapid-subscription`) and "
+        "sends the webhook body, encrypted and VAPID-signed with the store's key (`GET "
+        "/v2/push/vapid-key`), trimmed to 4 KiB; a 404 or 410 from the push service disables it."
+        "\n\n**Decision (SSRF guard):** targets (webhook and SQS URLs, STOMP addresses, AMQP "
+        "brokers, push endpoints) must be public: a literal non-public address (loopback, private, "
         "link-local, ... in any spelling) or an internal-only name (`localhost`, `*.internal`) is "
         "a 422 unless `HUB_ALLOWED_NETWORKS` lists its network; names are judged again, resolved, "
         "at every delivery.\n\n**(beyond EP)** A Standard Webhooks signing secret is generated; "
@@ -90,7 +97,8 @@ OPERATIONS: tuple[Op, ...] = (
         _INT,
         "Get an integration",
         "Secrets in `configuration` are masked. `disabled_reason` **(beyond EP)** says why the hub "
-        "disabled it (a `410 Gone` answer, or the circuit breaker).\n\n**(beyond EP)** "
+        "disabled it (a `410 Gone` answer, a push subscription's 404 or 410, or the circuit "
+        "breaker).\n\n**(beyond EP)** "
         "**Circuit breaker:** `failing_since` is when the current unbroken stretch of failed "
         "attempts began (a success clears it; a `429` answer neither starts nor ends it). When "
         "a failed attempt finds it older than `HUB_BREAKER_AFTER` (default 5 days), the "
@@ -358,6 +366,38 @@ OPERATIONS: tuple[Op, ...] = (
         Permission.READ_EVENTS,
         {200: ("EventResponse", "The event.")},
         params=("EventId",),
+    ),
+    Op(
+        "get",
+        "/v2/push/vapid-key",
+        "get_vapid_key",
+        _PUSH,
+        "Get the store's VAPID public key",
+        "**(beyond EP)** The public half of the store's VAPID key pair (RFC 8292), which signs "
+        "every `web_push` delivery: a browser passes it as `applicationServerKey` to "
+        "`pushManager.subscribe()`, and the resulting `PushSubscription.toJSON()` is the "
+        "configuration of a `web_push` integration (this is what EP's `POST "
+        "/api/integrations/save-vapid-subscription` stored). The key pair is made on first use "
+        "(this call, or creating a `web_push` integration); its private half is stored "
+        "encrypted and never answered.\n\n**Decision:** every role may read it (it is public, "
+        "and a page's backend may hold only a `publish` key).",
+        Permission.PUSH_KEY,
+        {200: ("VapidKeyResponse", "The public key.")},
+    ),
+    Op(
+        "post",
+        "/v2/push/vapid-key/rotate",
+        "rotate_vapid_key",
+        _PUSH,
+        "Rotate the store's VAPID key pair",
+        "**(beyond EP)** Makes a new key pair at once and answers its public key; every later "
+        "push is signed with it. A subscription is bound to the key it was made with, so each "
+        "browser must subscribe again with the new key and its integration's configuration be "
+        "replaced (`PUT`); until then its pushes fail (the push service answers 401 or 403) "
+        "and are retried on the schedule. No body.\n\n**Decision:** no grace period: push "
+        "services accept exactly one key per subscription.",
+        Permission.WRITE,
+        {200: ("VapidKeyResponse", "The new public key.")},
     ),
     Op(
         "get",
