@@ -4,7 +4,7 @@ Additive only (see README, Rolling deploys): the `integration_type` check admits
 which a previous version's API never writes and its workers answer with a failed attempt
 ("no deliverer"), and a new table holds each store's VAPID key pair.
 
-Revision ID: 0006
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-02 09:00:00.000000
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0006"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
