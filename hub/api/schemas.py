@@ -324,6 +324,25 @@ class ListMeta(BaseModel):
     results: ResultsMeta
 
 
+class LogListMeta(ListMeta):
+    """A log list's `meta`: also the page's numbers directly, as Elastic Path documents."""
+
+    limit: int
+    offset: int
+    current: int
+    total: int = Field(description="The number of pages, as `page.total`.")
+
+
+class AccessTokenOut(BaseModel):
+    """Elastic Path's token body (`POST /oauth/access_token`)."""
+
+    access_token: str = Field(description="`hubt_…`: send it as `Authorization: Bearer`.")
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the OAuth token type, no secret
+    expires: int = Field(description="When it expires, in Unix seconds.")
+    expires_in: int = Field(description="Its lifetime in seconds (`HUB_TOKEN_TTL`).")
+    identifier: Literal["client_credentials"] = Field(description="The grant that issued it.")
+
+
 class ListLinks(BaseModel):
     self: str
     first: str

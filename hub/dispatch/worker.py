@@ -174,8 +174,7 @@ class Worker:
         recorder = asyncio.create_task(self._recorder(), name="hub-recorder")
         listener = asyncio.create_task(self._listen(), name="hub-listener")
         side_tasks = [recorder, listener]
-        if self.settings.retention_days > 0:
-            side_tasks.append(asyncio.create_task(self._retention(), name="hub-retention"))
+        side_tasks.append(asyncio.create_task(self._retention(), name="hub-retention"))
         try:
             await self._loop(side_tasks=tuple(side_tasks))
         finally:
@@ -482,8 +481,9 @@ class Worker:
     # --- retention ---------------------------------------------------------------------------
 
     async def _retention(self) -> None:
-        """Purge logs and finished jobs older than `retention_days`, one bounded pass every
-        `retention_interval` seconds (sooner while a backlog remains)."""
+        """Purge logs and finished jobs older than `retention_days` (none when it is 0) and
+        expired access tokens, one bounded pass every `retention_interval` seconds (sooner
+        while a backlog remains)."""
         normal = self.settings.retention_interval
         interval = normal
         while True:
@@ -491,14 +491,17 @@ class Worker:
             before = datetime.now(UTC) - timedelta(days=self.settings.retention_days)
             try:
                 async with self.engine.begin() as conn:
-                    purged = await retention.purge(conn, before=before)
+                    if self.settings.retention_days > 0:
+                        purged = await retention.purge(conn, before=before)
+                    else:
+                        purged = await retention.purge_expired_tokens(conn)
             except Exception as exc:
                 log.warning("purge_failed", error=str(exc) or type(exc).__name__)
                 interval = normal
                 continue
             if purged.total:
                 self.purged_rows += purged.total
-                for table in ("logs", "jobs", "events", "replays"):
+                for table in ("logs", "jobs", "events", "replays", "tokens"):
                     PURGED.labels(table).inc(getattr(purged, table))
                 log.info(
                     "purged",
@@ -506,6 +509,7 @@ class Worker:
                     jobs=purged.jobs,
                     events=purged.events,
                     replays=purged.replays,
+                    tokens=purged.tokens,
                 )
             interval = normal / RETENTION_CATCH_UP if purged.full else normal
 

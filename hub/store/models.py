@@ -1,4 +1,5 @@
-"""The schema: stores, API keys, integrations, events, jobs and logs, and VAPID keys.
+"""The schema: stores, API keys and their access tokens, integrations, events, jobs and logs,
+and VAPID keys.
 
 Alembic's migrations are the source of truth for the database; these tables mirror them, and a
 test proves the two agree. The queue columns of `integration_jobs` (status, attempts,
@@ -79,6 +80,25 @@ class ApiKey(Base):
     key_hash: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = _ts()
     revoked_at: Mapped[datetime | None] = _ts(nullable=True)
+
+
+class AccessToken(Base):
+    """A short-lived bearer token issued for a key (`POST /oauth/access_token`), stored as the
+    SHA-256 of the whole token; `prefix` finds it. It dies with its key: deleting the key
+    deletes it, and the lookup ignores the tokens of revoked keys."""
+
+    __tablename__ = "access_tokens"
+    __table_args__ = (
+        Index("ix_access_tokens_expires_at", "expires_at"),
+        Index("ix_access_tokens_key_id", "key_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    prefix: Mapped[str] = mapped_column(Text, unique=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _ts()
 
 
 class Integration(Base):
@@ -310,6 +330,7 @@ class IntegrationLog(Base):
 # The tables as the expression language writes queries against them (`hub.store`'s SQL rule).
 stores = cast(Table, Store.__table__)
 api_keys = cast(Table, ApiKey.__table__)
+access_tokens = cast(Table, AccessToken.__table__)
 integrations = cast(Table, Integration.__table__)
 events = cast(Table, Event.__table__)
 replays = cast(Table, Replay.__table__)
