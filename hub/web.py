@@ -1,5 +1,6 @@
-"""The web process's composition root: one aiohttp application with the API (`/v2`, the
-operations routes, `/openapi.json` and `/docs`) and the operator console (`/console`).
+"""The web process's composition root: one aiohttp application with the API (`/v2`, the token
+endpoint `/oauth/access_token`, the operations routes, `/openapi.json` and `/docs`) and the
+operator console (`/console`).
 
 `create_app` is the one place that knows every part of the web process; `hub.runner` serves it
 (and adds the dispatcher when the process runs one), the tests serve it on loopback.
@@ -10,10 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.api.http import PUBLISHER, RATE_LIMITER
-from hub.api.middleware import error_envelope, request_context
+from hub.api.middleware import cors, error_envelope, json_bodies, request_context
+from hub.api.oauth import oauth
 from hub.api.openapi import openapi_routes
 from hub.api.ops import ops
 from hub.api.ratelimit import RateLimiter
@@ -29,9 +32,13 @@ def create_app(
     settings: Settings, engine: AsyncEngine, *, catalogue: EventCatalogue | None = None
 ) -> web.Application:
     """The web application; the caller owns `engine`."""
-    app = web.Application(
-        middlewares=[request_context, error_envelope], client_max_size=settings.max_body_bytes
-    )
+    # Outermost first: CORS headers go on every answer, errors included; the 415 check is an
+    # error like any other.
+    middlewares: list[Middleware] = [request_context]
+    if settings.cors_origins:
+        middlewares.append(cors(settings.cors_origins))
+    middlewares += [error_envelope, json_bodies]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[CATALOGUE] = catalogue or load_catalogue()
@@ -39,6 +46,7 @@ def create_app(
     app.cleanup_ctx.append(_publisher)
     app.add_routes(ops)
     app.add_routes(openapi_routes)
+    app.add_routes(oauth)
     app.add_routes(routes)
     app.add_subapp("/console", console_app())
     return app

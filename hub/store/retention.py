@@ -14,7 +14,10 @@ this order:
    job lose their `retry_of` link (`ix_integration_jobs_retry_of` keeps that cheap);
 2. events older than the cutoff that no job refers to any more (`ix_events_created`, then
    `ix_integration_jobs_event`): idempotency keys are remembered for the retention period;
-3. replays older than the cutoff that no job refers to any more.
+3. replays older than the cutoff that no job refers to any more;
+4. access tokens that have expired (`ix_access_tokens_expires_at`), whatever the retention
+   period: an expired token can never be used again. `purge_expired_tokens` is this step on
+   its own, for workers that keep everything else (`HUB_RETENTION_DAYS=0`).
 
 Unfinished jobs (pending, delivering, held) and their logs are never touched, however old.
 One worker purges at a time (a transaction-level advisory lock); the others skip their turn.
@@ -70,6 +73,16 @@ def _unreferenced(table: Table, alias: str, column: str, *, oldest_first: bool) 
 
 PURGE_EVENTS = _unreferenced(models.events, "e", "event_id", oldest_first=True)
 PURGE_REPLAYS = _unreferenced(models.replays, "r", "replay_id", oldest_first=False)
+_EXPIRED_TOKENS = func.array(
+    select(models.access_tokens.c.id)
+    .where(models.access_tokens.c.expires_at < func.now())
+    .order_by(models.access_tokens.c.expires_at)
+    .limit(_BATCH)
+    .scalar_subquery()
+)
+PURGE_TOKENS = delete(models.access_tokens).where(
+    models.access_tokens.c.id == any_(_EXPIRED_TOKENS)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +93,14 @@ class Purged:
     jobs: int = 0
     events: int = 0
     replays: int = 0
+    tokens: int = 0
     full: bool = False
     skipped: bool = False
     """Another worker was purging: this pass did nothing."""
 
     @property
     def total(self) -> int:
-        return self.logs + self.jobs + self.events + self.replays
+        return self.logs + self.jobs + self.events + self.replays + self.tokens
 
 
 async def purge(conn: AsyncConnection, *, before: datetime, batch: int = BATCH) -> Purged:
@@ -105,5 +119,12 @@ async def purge(conn: AsyncConnection, *, before: datetime, batch: int = BATCH) 
         jobs = (await conn.execute(PURGE_JOBS, {"ids": picked})).rowcount
     events = (await conn.execute(PURGE_EVENTS, window)).rowcount
     replays = (await conn.execute(PURGE_REPLAYS, window)).rowcount
-    full = max(jobs, events, replays) >= batch
-    return Purged(logs=logs, jobs=jobs, events=events, replays=replays, full=full)
+    tokens = (await conn.execute(PURGE_TOKENS, {"batch": batch})).rowcount
+    full = max(jobs, events, replays, tokens) >= batch
+    return Purged(logs=logs, jobs=jobs, events=events, replays=replays, tokens=tokens, full=full)
+
+
+async def purge_expired_tokens(conn: AsyncConnection, *, batch: int = BATCH) -> Purged:
+    """Step 4 alone: at most `batch` expired access tokens (see the module docstring)."""
+    tokens = (await conn.execute(PURGE_TOKENS, {"batch": batch})).rowcount
+    return Purged(tokens=tokens, full=tokens >= batch)

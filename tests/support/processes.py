@@ -1,6 +1,7 @@
-"""The hub as processes: real `hub worker` processes, and the API in the test process.
+"""The hub as processes: real `hub worker` and `hub serve` processes, and the API in the test
+process.
 
-The workers are started from this virtualenv's console script; the test process hosts the API
+The processes are started from this virtualenv's console script; the test process hosts the API
 (to set data up the way a client would), the sink the hub delivers to (`tests.support.sinks`),
 and read-only looks at the jobs and logs tables (`tests.support.queue`).
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -86,6 +88,24 @@ class Processes:
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start_worker(self) -> subprocess.Popen[bytes]:
+        return self._start("worker")
+
+    async def start_serve(self, port: int, *, timeout: float = 30) -> subprocess.Popen[bytes]:
+        """`hub serve` (API and dispatcher) on `port` of 127.0.0.1, once `/readyz` says so."""
+        process = self._start("serve", "--host", "127.0.0.1", "--port", str(port))
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise AssertionError(f"hub serve exited early:\n{self.output()}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                        if resp.status == 200:
+                            return process
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"hub serve not ready in {timeout} s:\n{self.output()}")
+
+    def _start(self, command: str, *args: str) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
         env |= {
             "HUB_DATABASE_URL": self.database_url,
@@ -95,11 +115,11 @@ class Processes:
             "HUB_ALLOWED_NETWORKS": TEST_ALLOWED_NETWORKS,
             **self.settings,
         }
-        log_path = self.log_dir / f"worker-{len(self.started) + 1}.log"
+        log_path = self.log_dir / f"{command}-{len(self.started) + 1}.log"
         with log_path.open("wb") as output:
             # The working directory keeps a developer's `.env` out of the picture.
             process = subprocess.Popen(
-                [str(HUB), "worker"],
+                [str(HUB), command, *args],
                 env=env,
                 cwd=self.log_dir,
                 stdout=output,
@@ -128,8 +148,8 @@ class Processes:
                     process.wait(10)
 
     def output(self) -> str:
-        """Every worker's output, for a failing test's report."""
+        """Every process's output, for a failing test's report."""
         parts = []
-        for path in sorted(self.log_dir.glob("worker-*.log")):
+        for path in sorted([*self.log_dir.glob("worker-*.log"), *self.log_dir.glob("serve-*.log")]):
             parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}")
         return "\n".join(parts)
