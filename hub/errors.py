@@ -14,7 +14,8 @@
     │   ├── Unauthenticated       a missing, malformed, unknown or revoked key, or an
     │   │                         unknown or expired access token
     │   ├── UnsupportedGrant      an OAuth grant type the hub does not serve (implicit, …)
-    │   └── PermissionDenied      the key's role lacks the permission, or names another store
+    │   ├── PermissionDenied      the key's role lacks the permission, or names another store
+    │   └── Overloaded            the process takes no more work now; come back shortly
     ├── ApiError                  the HTTP edge's own answers, rendered with their status
     │   ├── BadRequest            400 malformed JSON or query parameter
     │   ├── UnsupportedMediaType  415 a request body that is not JSON (or, for the token
@@ -114,6 +115,15 @@ class PermissionDenied(DomainError):
         super().__init__(detail)
         self.role = role
         self.other_store = other_store
+
+
+class Overloaded(DomainError):
+    """This process cannot take the work on now without making everyone wait (admission
+    control); the caller should try again after `retry_after` seconds."""
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 # --- the HTTP edge's own answers ---------------------------------------------------------------

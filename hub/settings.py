@@ -77,7 +77,20 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_event_bytes: int = Field(default=1024 * 1024, gt=0)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
-    db_pool_size: int = Field(default=10, ge=1, le=500)
+    db_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=500,
+        description="Database connections an API process keeps open (and never more: a "
+        "request waits for one rather than opening another).",
+    )
+    publish_max_wait: float = Field(
+        default=0.1,
+        gt=0,
+        le=60,
+        description="Seconds a publish may wait to be written; while the oldest waiting one has "
+        "waited longer, new publishes are refused with 503 and Retry-After (admission).",
+    )
     # AMQP ingest (hub.ingest): consumed by `hub serve` and `hub worker` when the URL is set.
     amqp_url: str | None = Field(
         default=None, description="amqp:// or amqps:// URL of the broker to ingest events from."

@@ -8,11 +8,13 @@ operator console (`/console`).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.api.http import RATE_LIMITER
+from hub.api.http import PUBLISHER, RATE_LIMITER
 from hub.api.middleware import cors, error_envelope, json_bodies, request_context
 from hub.api.oauth import oauth
 from hub.api.openapi import openapi_routes
@@ -22,6 +24,7 @@ from hub.api.routes import routes
 from hub.appkeys import CATALOGUE, ENGINE, SETTINGS
 from hub.console import console_app
 from hub.events import EventCatalogue, load_catalogue
+from hub.services.publisher import Publisher
 from hub.settings import Settings
 
 
@@ -40,9 +43,19 @@ def create_app(
     app[ENGINE] = engine
     app[CATALOGUE] = catalogue or load_catalogue()
     app[RATE_LIMITER] = RateLimiter(settings.api_rate_limit, settings.api_rate_burst)
+    app.cleanup_ctx.append(_publisher)
     app.add_routes(ops)
     app.add_routes(openapi_routes)
     app.add_routes(oauth)
     app.add_routes(routes)
     app.add_subapp("/console", console_app())
     return app
+
+
+async def _publisher(app: web.Application) -> AsyncIterator[None]:
+    """The process's group-commit publisher (`hub.services.publisher`), for the life of the app."""
+    publisher = Publisher(app[ENGINE], max_wait=app[SETTINGS].publish_max_wait)
+    publisher.start()
+    app[PUBLISHER] = publisher
+    yield
+    await publisher.stop()

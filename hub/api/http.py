@@ -24,10 +24,12 @@ from hub.errors import (
     ValidationFailed,
 )
 from hub.services.access import Admit, authenticate
+from hub.services.publisher import Publisher
 from hub.services.validation import problems
 from hub.store.records import Page
 
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+PUBLISHER = web.AppKey("publisher", Publisher)
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")

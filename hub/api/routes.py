@@ -9,6 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from hub.api import filters
 from hub.api.http import (
+    PUBLISHER,
     authorize,
     json_response,
     list_response,
@@ -319,6 +320,8 @@ async def rotate_vapid_key(request: web.Request) -> web.Response:
 
 @routes.post("/v2/events")
 async def publish_events(request: web.Request) -> web.Response:
+    publisher = request.app[PUBLISHER]
+    publisher.admit()  # under overload, refused before any work is spent on it
     principal = await authorize(request, Permission.PUBLISH)
     document = await read_json(request)
     if not isinstance(document, dict) or "data" not in document:
@@ -341,18 +344,17 @@ async def publish_events(request: web.Request) -> web.Response:
             source="Idempotency-Key",
         )
     settings = request.app[SETTINGS]
-    # Not `begin()`: the event and its jobs are written by one statement, atomic on its own, in
-    # autocommit on the driver connection (see `event_service.publish`).
-    async with request.app[ENGINE].connect() as conn:
-        results = await event_service.publish(
-            conn,
-            request.app[CATALOGUE],
-            principal.store_id,
-            items,
-            batch=batch,
-            idempotency_key=idempotency_key,
-            max_event_bytes=settings.max_event_bytes,
-        )
+    prepared = event_service.prepare(
+        request.app[CATALOGUE],
+        principal.store_id,
+        items,
+        batch=batch,
+        idempotency_key=idempotency_key,
+        max_event_bytes=settings.max_event_bytes,
+    )
+    # Written together with whatever other publishes this process has in hand (group commit:
+    # `hub.services.publisher`); answered once committed.
+    results = await publisher.publish(prepared)
     base = _base(request)
     rendered = [published_event(base, r.event, jobs_total=r.jobs_total) for r in results]
     status = 202 if any(r.created for r in results) else 200
