@@ -66,6 +66,8 @@ class Sent:
     events: int
     status: int
     """The HTTP status; 0 when no answer came (a connection error)."""
+    retry_after: str | None = None
+    """The answer's `Retry-After` header, if it had one."""
 
     @property
     def accepted(self) -> bool:
@@ -132,6 +134,7 @@ class HubClient:
             ) as response:
                 answer = await response.read()
                 status = response.status
+                retry_after = response.headers.get("Retry-After")
         except aiohttp.ClientError as exc:
             if check:
                 raise ApiError(f"publish: {type(exc).__name__}: {exc}") from exc
@@ -139,7 +142,7 @@ class HubClient:
         seconds = time.monotonic() - sent_at
         if check and status != 202:
             raise ApiError(f"publish: {status} {answer.decode(errors='replace')[:500]}")
-        return Sent(sent_at, seconds, len(events), status)
+        return Sent(sent_at, seconds, len(events), status, retry_after)
 
     async def get(self, path: str) -> float:
         """GET `path` with the manage key; the seconds it took (raises unless 200)."""

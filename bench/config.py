@@ -28,12 +28,16 @@ class BenchConfig:
     scaleout_events: int = 10_000
     """Events delivered with one worker, and again with two."""
     """Batch requests in flight while publishing the throughput events."""
-    latency_rates: tuple[int, ...] = (50, 200, 500)
+    latency_rates: tuple[int, ...] = (50, 200, 500, 1000)
     latency_seconds: float = 10.0
-    publish_single_concurrency: int = 32
+    publish_single_concurrency: int = 64
     publish_single_seconds: float = 10.0
     publish_batch_events: int = 30_000
     publish_batch_concurrency: int = 4
+    overload_rate: int = 6_000
+    """Publishes/s of the overload scenario when the publish scenario did not run (its rate
+    is otherwise twice the single-publish rate measured)."""
+    overload_seconds: float = 10.0
     fanout_integrations: int = 1_000
     fanout_rounds: int = 3
     list_requests: int = 20
@@ -64,6 +68,7 @@ class BenchConfig:
             latency_seconds=3.0,
             publish_single_seconds=3.0,
             publish_batch_events=3_000,
+            overload_seconds=3.0,
             fanout_integrations=1_000,
             fanout_rounds=1,
             list_requests=5,

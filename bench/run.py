@@ -2,10 +2,9 @@
 
 Order: a throwaway database, `hub migrate`, two keys (manage, publish), the sink, `hub serve
 --no-worker` and `hub worker`, one webhook integration to the sink, a warm-up; then baseline,
-throughput, scale-out (a second worker for a while), latency, publish, fan-out and backlog
-(last: it stops the API and the worker). A
-scenario that fails is reported and the others still run; everything is stopped and the
-database dropped at the end, whatever happened.
+throughput, scale-out (a second worker for a while), latency, publish, overload, fan-out and
+backlog (last: it stops the API and the worker). A scenario that fails is reported and the others
+still run; everything is stopped and the database dropped at the end, whatever happened.
 
 Exit status: 0 when every scenario ran (whether or not the targets are met; `--strict` makes a
 missed target exit 3), 1 when a scenario failed, 2 when a service is missing.
@@ -17,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import shutil
 import sys
 import tempfile
@@ -35,7 +35,16 @@ from bench.config import BenchConfig
 from bench.context import Bench
 from bench.procstats import CpuWindow, RssMonitor, machine
 from bench.report import Results, judge, render, write
-from bench.scenarios import backlog, baseline, fanout, latency, publish, scaleout, throughput
+from bench.scenarios import (
+    backlog,
+    baseline,
+    fanout,
+    latency,
+    overload,
+    publish,
+    scaleout,
+    throughput,
+)
 from bench.scenarios.common import warm_up
 from bench.services import BenchError, Hub, create_database, drop_database, passed_settings
 from bench.sink import SinkProcess
@@ -48,6 +57,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[Any]]] = {
     "scaleout": scaleout.run,
     "latency": latency.run,
     "publish": publish.run,
+    "overload": overload.run,
     "fanout": fanout.run,
     "backlog": backlog.run,
 }
@@ -106,8 +116,12 @@ async def _scenarios(
             if sampling and profiler is not None:
                 profiler.start(name, {"api": bench.api.pid, "worker": bench.worker.pid})
             started = time.monotonic()
+            scenario = SCENARIOS[name]
+            if name == "overload" and results.publish is not None:
+                sustained = results.publish.single.events_per_second
+                scenario = functools.partial(overload.run, sustained=sustained)
             try:
-                setattr(results, name, await SCENARIOS[name](bench))
+                setattr(results, name, await scenario(bench))
             except Exception as exc:
                 traceback.print_exc()
                 first: BaseException = exc

@@ -2,8 +2,7 @@
 configuration, to word why it failed (clipped, secrets scrubbed), and to turn that into a
 `DeliveryResult`.
 
-A deliverer's `deliver` uses it like this (an AMQP one, say; the webhook, SQS and STOMP
-deliverers do the same):
+A deliverer's `deliver` uses it like this (the AMQP one, say; every deliverer does the same):
 
     async def deliver(self, delivery: Delivery) -> DeliveryResult:
         attempt = Attempt(delivery)  # the clock starts

@@ -8,7 +8,7 @@ dispatcher records one uniform log row per attempt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 from uuid import UUID
@@ -17,6 +17,16 @@ from deliverers.config import AnyConfig
 
 #: The most of a response body kept in a log.
 BODY_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class VapidKey:
+    """A store's VAPID key pair (RFC 8292), which signs its Web Push deliveries."""
+
+    public_key: str
+    """The uncompressed P-256 point, base64url: browsers' `applicationServerKey`."""
+    private_key: str = field(repr=False)
+    """The private scalar (32 bytes), base64url, in clear."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +41,8 @@ class Target:
     configuration: AnyConfig
     signing_secrets: tuple[str, ...]
     """`whsec_…` secrets to sign with; more than one during a rotation's grace period."""
+    vapid: VapidKey | None = None
+    """The store's VAPID key pair, for `web_push` targets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +72,9 @@ class DeliveryResult:
     error_detail: str | None = None
     retry_after: float | None = None
     """Seconds the endpoint asked us to wait (`Retry-After`), if it did."""
+    gone: bool = False
+    """The target no longer exists (a push subscription the push service answers 404 or 410
+    for): the job fails and the integration is disabled, as for a webhook's `410 Gone`."""
 
 
 class Deliverer(Protocol):

@@ -18,13 +18,14 @@ import sys
 from collections.abc import Coroutine, Sequence
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from pydantic import ValidationError
 from sqlalchemy.exc import ProgrammingError
 
 from hub import crypto
-from hub.auth import generate_key
+from hub.auth import client_id, generate_key
 from hub.errors import ConfigurationError, SecretsUnreadable, Unauthenticated
 from hub.logconfig import configure_logging
 from hub.services import access
@@ -123,10 +124,11 @@ async def _rotate_secrets(url: str, keyring: crypto.Keyring) -> int:
         report = await reencrypt_all(engine, keyring)
     finally:
         await engine.dispose()
+    vapid = f" and {report.vapid_keys} VAPID keys" if report.vapid_keys else ""
     print(
-        f"re-encrypted {report.values} secrets of {report.integrations} integrations with the "
-        f"first key of HUB_SECRET_KEY ({report.were_clear} had been stored in clear); the other "
-        "keys may now be removed"
+        f"re-encrypted {report.values} secrets of {report.integrations} integrations{vapid} with "
+        f"the first key of HUB_SECRET_KEY ({report.were_clear} had been stored in clear); the "
+        "other keys may now be removed"
     )
     return 0
 
@@ -149,17 +151,18 @@ async def _keys(args: argparse.Namespace, url: str) -> int:
                     conn, store_id=store.id, role=args.role, prefix=new.prefix, key_hash=new.digest
                 )
                 print(
-                    f"created key {record.id} (prefix hub_{record.prefix}) for store "
+                    f"created key {record.id} (client id {client_id(record.prefix)}) for store "
                     f"{store.name!r} with role {record.role}; it is shown only once:"
                 )
                 print(new.key)
             elif args.keys_command == "list":
-                print(f"{'id':36}  {'store':20}  {'role':8}  {'prefix':17}  {'created':20}  status")
+                header = f"{'id':36}  {'store':20}  {'role':8}  {'client id':17}  {'created':20}"
+                print(f"{header}  status")
                 for key in await stores.list_keys(conn):
                     status = "revoked" if key.revoked_at else "active"
                     print(
-                        f"{key.id!s:36}  {key.store_name:20}  {key.role:8}  hub_{key.prefix:13}  "
-                        f"{key.created_at:%Y-%m-%d %H:%M:%S}  {status}"
+                        f"{key.id!s:36}  {key.store_name:20}  {key.role:8}  "
+                        f"{client_id(key.prefix):17}  {key.created_at:%Y-%m-%d %H:%M:%S}  {status}"
                     )
             else:
                 try:
@@ -294,6 +297,11 @@ Create a webhook integration, publish an event, and look at its job:
       "triggered_by": "order.created", "payload": {{"data": {{"type": "order", "id": "o-1"}}}}}}}}'
 
     curl -s {base}/v2/integrations/<integration id>/jobs -H "Authorization: Bearer $HUB_KEY"
+
+An Elastic Path client (such as @elasticpath/js-sdk) takes the host and protocol, not a URL:
+
+    host: '{urlsplit(base).netloc}', protocol: '{urlsplit(base).scheme}',
+    client_id: '{key[:16]}' (the key's first 16 characters), client_secret: the key
 """,
         flush=True,
     )

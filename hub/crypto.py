@@ -6,8 +6,9 @@ by putting a new key first, keeping the old ones after it until `hub secrets rot
 re-encrypted every stored secret with the new key, then dropping them.
 
 **What is encrypted.** The configuration fields that are secrets (`SECRET_FIELDS` of each
-configuration model: webhook `secret_key`, SQS `aws_access_key_id` and `aws_secret_access_key`,
-STOMP `password`) and the Standard Webhooks signing secrets (current and previous). Fernet is
+configuration model, dotted paths: webhook `secret_key`, SQS `aws_access_key_id` and
+`aws_secret_access_key`, STOMP `password`, AMQP `url`, Web Push `keys.auth`), the Standard
+Webhooks signing secrets (current and previous) and the stores' VAPID private keys. Fernet is
 AES-128-CBC with HMAC-SHA256 (authenticated: a changed value does not decrypt), with a fresh IV
 per value, so two equal secrets look different at rest.
 
@@ -20,7 +21,7 @@ without a marker are read as clear text: rows written before encryption keep wor
 
 **Where.** The store encrypts on write and decrypts on read (`hub.store.integrations`; the claim
 hands the worker stored values, which it opens), so every layer above it sees clear values and the
-API masks them. Which configuration fields are secrets the caller says (`SECRET_FIELD_NAMES`, from
+API masks them. Which configuration fields are secrets the caller says (`secret_fields(type)`, from
 the transports' configuration models), so the store knows nothing of the transports. The keyring
 is process-wide, like the logging configuration: the entry points `install` it once from the
 settings, so that no query needs a key parameter. Clear secrets never reach logs or errors:
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -129,19 +130,62 @@ class Keyring:
     def seal_configuration(
         self, configuration: Mapping[str, Any], secret_fields: Iterable[str]
     ) -> dict[str, Any]:
-        """A copy with every string in `secret_fields` replaced by its encrypted marker object."""
-        names = frozenset(secret_fields)
-        return {
-            key: {MARKER: self.encrypt(value)} if key in names and isinstance(value, str) else value
-            for key, value in configuration.items()
-        }
+        """A copy with every string at a path of `secret_fields` (dotted: `keys.auth`) replaced
+        by its encrypted marker object."""
+        return _sealed(configuration, frozenset(secret_fields), "", self.encrypt)
 
     def open_configuration(self, stored: Mapping[str, Any]) -> dict[str, Any]:
-        """A copy with every encrypted marker object replaced by its clear string."""
+        """A copy with every encrypted marker object, at any depth, replaced by its clear
+        string."""
         return {
-            key: self.decrypt(value[MARKER]) if is_sealed_value(value) else value
+            key: self.decrypt(value[MARKER])
+            if is_sealed_value(value)
+            else self.open_configuration(value)
+            if isinstance(value, Mapping)
+            else value
             for key, value in stored.items()
         }
+
+
+def _sealed(
+    configuration: Mapping[str, Any],
+    paths: frozenset[str],
+    prefix: str,
+    encrypt: Callable[[str], str],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in configuration.items():
+        path = prefix + key
+        if path in paths and isinstance(value, str):
+            out[key] = {MARKER: encrypt(value)}
+        elif isinstance(value, Mapping) and not is_sealed_value(value) and _under(path, paths):
+            out[key] = _sealed(value, paths, path + ".", encrypt)
+        else:
+            out[key] = value
+    return out
+
+
+def _under(path: str, paths: frozenset[str]) -> bool:
+    return any(p.startswith(path + ".") for p in paths)
+
+
+def has_sealed_value(stored: Mapping[str, Any]) -> bool:
+    """Whether an encrypted marker object is anywhere in a stored configuration."""
+    return any(
+        is_sealed_value(value) or (isinstance(value, Mapping) and has_sealed_value(value))
+        for value in stored.values()
+    )
+
+
+def has_clear_secret(configuration: Mapping[str, Any], secret_fields: Iterable[str]) -> bool:
+    """Whether a string sits at one of the dotted `secret_fields` of a configuration."""
+    for path in secret_fields:
+        value: Any = configuration
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if isinstance(value, str):
+            return True
+    return False
 
 
 def is_sealed_value(value: object) -> bool:
@@ -178,7 +222,7 @@ def active() -> Keyring:
 
 def open_configuration(stored: Mapping[str, Any]) -> dict[str, Any]:
     """Decrypt a stored configuration; needs no keyring while nothing in it is encrypted."""
-    if any(is_sealed_value(value) for value in stored.values()):
+    if has_sealed_value(stored):
         return active().open_configuration(stored)
     return dict(stored)
 
@@ -193,7 +237,7 @@ def seal_configuration(
 ) -> dict[str, Any]:
     """Encrypt the secret fields of a configuration about to be stored."""
     names = frozenset(secret_fields)
-    if not any(key in names and isinstance(value, str) for key, value in configuration.items()):
+    if not has_clear_secret(configuration, names):
         return dict(configuration)
     return active().seal_configuration(configuration, names)
 

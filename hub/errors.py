@@ -11,10 +11,15 @@
     │   ├── Conflict              the resource's state forbids the change
     │   ├── PayloadTooLarge       an event over its size limit
     │   ├── ValidationFailed      the input breaks rules: one (detail, source) per problem
-    │   ├── Unauthenticated       a missing, malformed, unknown or revoked key
-    │   └── PermissionDenied      the key's role lacks the permission, or names another store
+    │   ├── Unauthenticated       a missing, malformed, unknown or revoked key, or an
+    │   │                         unknown or expired access token
+    │   ├── UnsupportedGrant      an OAuth grant type the hub does not serve (implicit, …)
+    │   ├── PermissionDenied      the key's role lacks the permission, or names another store
+    │   └── Overloaded            the process takes no more work now; come back shortly
     ├── ApiError                  the HTTP edge's own answers, rendered with their status
     │   ├── BadRequest            400 malformed JSON or query parameter
+    │   ├── UnsupportedMediaType  415 a request body that is not JSON (or, for the token
+    │   │                         endpoint, form-encoded)
     │   ├── TooManyRequests       429 the key's request rate is over HUB_API_RATE_LIMIT
     │   └── StorageUnavailable    503 the database cannot be reached
     ├── UnknownIntegrationType    no deliverer is registered for a type
@@ -22,6 +27,7 @@
     ├── ConfigurationError        settings that cannot work (bad URL, no embedded server)
     ├── SecretsUnavailable        a secret must be encrypted or decrypted but no HUB_SECRET_KEY
     ├── SecretsUnreadable         stored secrets that no key of HUB_SECRET_KEY decrypts
+    ├── TargetUnavailable         a delivery target's part cannot be read now (a VAPID key)
     └── TargetRefused (OSError)   the SSRF guard refuses a delivery's address
 
 Domain errors carry no HTTP status: `hub.api.errors` maps them to the API's statuses and titles.
@@ -90,9 +96,15 @@ class ValidationFailed(DomainError):
 
 
 class Unauthenticated(DomainError):
-    """No key, or a malformed, unknown or revoked one."""
+    """No key, or a malformed, unknown or revoked one; or an unknown or expired access token,
+    or one whose key is revoked."""
 
     default_detail = "Unable to validate access token"
+
+
+class UnsupportedGrant(DomainError):
+    """An OAuth grant type the hub does not serve (`implicit`, `password`, …): only
+    `client_credentials` gives an access token."""
 
 
 class PermissionDenied(DomainError):
@@ -103,6 +115,15 @@ class PermissionDenied(DomainError):
         super().__init__(detail)
         self.role = role
         self.other_store = other_store
+
+
+class Overloaded(DomainError):
+    """This process cannot take the work on now without making everyone wait (admission
+    control); the caller should try again after `retry_after` seconds."""
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 # --- the HTTP edge's own answers ---------------------------------------------------------------
@@ -133,6 +154,19 @@ class ApiError(HubError):
 class BadRequest(ApiError):
     status = 400
     title = "Bad Request"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    title = "Unsupported Media Type"
+
+    def __init__(self, media: str, *, accepted: tuple[str, ...] = ("application/json",)) -> None:
+        super().__init__(
+            f"The request body is {media or 'of no media type'}; send "
+            + " or ".join(accepted)
+            + " and say so in Content-Type",
+            source="Content-Type",
+        )
 
 
 class TooManyRequests(ApiError):
@@ -185,6 +219,11 @@ class SecretsUnavailable(HubError):
 class SecretsUnreadable(HubError):
     """A stored secret that no key of `HUB_SECRET_KEY` decrypts (the key was changed without
     keeping the old one, or the value was altered)."""
+
+
+class TargetUnavailable(HubError):
+    """A part of a delivery target that is read when the target is built (a store's VAPID key)
+    cannot be read now; the attempt fails with this text and is retried."""
 
 
 class TargetRefused(HubError, OSError):

@@ -10,7 +10,9 @@ Formula, for a job whose attempt number ``n`` (1-based) has just failed, with th
   the scheduled delay with up to 20 % jitter either way, so retries of a burst spread out;
 * a ``Retry-After`` given with a 429 or 503 answer raises the delay to at least that many
   seconds, capped at `RETRY_AFTER_CAP` so a hostile endpoint cannot park a job forever;
-* a ``410 Gone`` answer fails the job at once and disables the integration (Standard Webhooks).
+* a ``410 Gone`` answer fails the job at once and disables the integration (Standard Webhooks),
+  and so does any answer by which the deliverer says the target is *gone* (a push
+  subscription's 404 or 410).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ DEFAULT_SCHEDULE: tuple[timedelta, ...] = (
 JITTER = 0.2
 RETRY_AFTER_CAP = timedelta(hours=24)
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+_ANSWERS = {404: "404 Not Found", 410: "410 Gone"}
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d)?\s*$")
@@ -87,12 +90,14 @@ def decide(
     retry_after: float | None,
     schedule: tuple[timedelta, ...],
     rand: Callable[[], float] = random.random,
+    gone: bool = False,
 ) -> Decision:
     """What follows attempt number `attempt` (1-based) of a job; see the module docstring."""
     if succeeded:
         return Succeed()
-    if status_code == 410:
-        return Fail("the endpoint answered 410 Gone", disable_integration=True)
+    if status_code == 410 or gone:
+        answer = _ANSWERS.get(status_code or 0, str(status_code or "that its target is gone"))
+        return Fail(f"the endpoint answered {answer}", disable_integration=True)
     if attempt > len(schedule):
         return Fail(f"gave up after {attempt} attempt{'s' if attempt != 1 else ''}")
     base = schedule[attempt - 1]

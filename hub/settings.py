@@ -7,6 +7,7 @@ and passed down; nothing below the entry point reads `os.environ`.
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,6 +16,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from hub.retry import DEFAULT_SCHEDULE, parse_schedule
+
+#: A browser origin as `Origin` headers carry it: scheme://host[:port], nothing after.
+_ORIGIN_RE = re.compile(r"^https?://[^/\s?#]+$")
 
 
 class Settings(BaseSettings):
@@ -97,11 +101,34 @@ class Settings(BaseSettings):
         description="Seconds without a heartbeat after which a process counts as gone (at "
         "least twice the interval).",
     )
+    token_ttl: timedelta = Field(
+        default=timedelta(seconds=3600),
+        description="How long an access token from POST /oauth/access_token lives (a bare "
+        "number is seconds; 1 s to 1 day).",
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Browser origins that may call the API (comma-separated, e.g. "
+        "https://shop.example.com; `*` for any); none by default.",
+    )
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_event_bytes: int = Field(default=1024 * 1024, gt=0)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
-    db_pool_size: int = Field(default=10, ge=1, le=500)
+    db_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=500,
+        description="Database connections an API process keeps open (and never more: a "
+        "request waits for one rather than opening another).",
+    )
+    publish_max_wait: float = Field(
+        default=0.1,
+        gt=0,
+        le=60,
+        description="Seconds a publish may wait to be written; while the oldest waiting one has "
+        "waited longer, new publishes are refused with 503 and Retry-After (admission).",
+    )
     # AMQP ingest (hub.ingest): consumed by `hub serve` and `hub worker` when the URL is set.
     amqp_url: str | None = Field(
         default=None, description="amqp:// or amqps:// URL of the broker to ingest events from."
@@ -125,6 +152,11 @@ class Settings(BaseSettings):
         le=60,
         description="Seconds before requeueing a message the database was down for.",
     )
+    vapid_subject: str | None = Field(
+        default=None,
+        description="The VAPID `sub` claim of Web Push deliveries: the operator's contact, "
+        "mailto:ops@example.com or https://example.com (push services require one).",
+    )
     breaker_after: timedelta = Field(
         default=timedelta(days=5),
         description="How long an integration may fail without a break before the circuit "
@@ -146,7 +178,7 @@ class Settings(BaseSettings):
             return parse_schedule(value)
         return value
 
-    @field_validator("breaker_after", "signing_secret_grace", mode="before")
+    @field_validator("breaker_after", "signing_secret_grace", "token_ttl", mode="before")
     @classmethod
     def _parse_duration(cls, value: object) -> object:
         if isinstance(value, str):
@@ -154,6 +186,42 @@ class Settings(BaseSettings):
             if len(parsed) != 1:
                 raise ValueError("give one duration, e.g. 5d, 24h, 30m or 0s")
             return parsed[0]
+        return value
+
+    @field_validator("vapid_subject")
+    @classmethod
+    def _vapid_subject(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        mail = re.fullmatch(r"mailto:[^@\s]+@[^@\s]+", value)
+        web = re.fullmatch(r"https://[^/\s:]+(:\d+)?(/\S*)?", value)
+        if mail is None and web is None:
+            raise ValueError("give a mailto: address or an https: URL, e.g. mailto:ops@example.com")
+        return value
+
+    @field_validator("token_ttl")
+    @classmethod
+    def _check_token_ttl(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(days=1):
+            raise ValueError("must be between 1 s and 1 day, e.g. 3600 or 1h")
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(","))
+        if isinstance(value, list | tuple):
+            origins = tuple(
+                str(part).strip().rstrip("/").lower() for part in value if str(part).strip()
+            )
+            for origin in origins:
+                if origin != "*" and not _ORIGIN_RE.match(origin):
+                    raise ValueError(
+                        f"{origin!r} is not an origin: give scheme://host[:port] (no path), or *"
+                    )
+            return origins
         return value
 
     @field_validator("allowed_networks", "trusted_proxies", mode="before")

@@ -1,5 +1,6 @@
-"""The web process's composition root: one aiohttp application with the API (`/v2`, the
-operations routes, `/openapi.json` and `/docs`) and the operator console (`/console`).
+"""The web process's composition root: one aiohttp application with the API (`/v2`, the token
+endpoint `/oauth/access_token`, the operations routes, `/openapi.json` and `/docs`) and the
+operator console (`/console`).
 
 `create_app` is the one place that knows every part of the web process; `hub.runner` serves it
 (and adds the dispatcher when the process runs one), the tests serve it on loopback.
@@ -7,11 +8,22 @@ operations routes, `/openapi.json` and `/docs`) and the operator console (`/cons
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.api.http import RATE_LIMITER
-from hub.api.middleware import IN_FLIGHT, InFlight, error_envelope, request_context
+from hub.api.http import PUBLISHER, RATE_LIMITER
+from hub.api.middleware import (
+    IN_FLIGHT,
+    InFlight,
+    cors,
+    error_envelope,
+    json_bodies,
+    request_context,
+)
+from hub.api.oauth import oauth
 from hub.api.openapi import openapi_routes
 from hub.api.ops import STATUS_CACHE, StatusCache, ops
 from hub.api.routes import routes
@@ -19,6 +31,7 @@ from hub.appkeys import CATALOGUE, ENGINE, SETTINGS, SIGN_IN_LIMITER
 from hub.console import console_app
 from hub.events import EventCatalogue, load_catalogue
 from hub.ratelimit import RateLimiter, Share
+from hub.services.publisher import Publisher
 from hub.settings import Settings
 
 
@@ -34,10 +47,13 @@ def create_app(
     one the process enforces the whole limits itself."""
     share = share or Share()
     in_flight = InFlight()
-    app = web.Application(
-        middlewares=[in_flight.middleware, request_context, error_envelope],
-        client_max_size=settings.max_body_bytes,
-    )
+    # Outermost first: requests in flight are counted for a graceful stop; CORS headers go on
+    # every answer, errors included; the 415 check is an error like any other.
+    middlewares: list[Middleware] = [in_flight.middleware, request_context]
+    if settings.cors_origins:
+        middlewares.append(cors(settings.cors_origins))
+    middlewares += [error_envelope, json_bodies]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[IN_FLIGHT] = in_flight
     app.on_response_prepare.append(in_flight.on_prepare)
     app[SETTINGS] = settings
@@ -48,8 +64,19 @@ def create_app(
         settings.console_sign_in_rate / 60, settings.console_sign_in_burst, share=share
     )
     app[STATUS_CACHE] = StatusCache(ttl=settings.heartbeat_interval)
+    app.cleanup_ctx.append(_publisher)
     app.add_routes(ops)
     app.add_routes(openapi_routes)
+    app.add_routes(oauth)
     app.add_routes(routes)
     app.add_subapp("/console", console_app())
     return app
+
+
+async def _publisher(app: web.Application) -> AsyncIterator[None]:
+    """The process's group-commit publisher (`hub.services.publisher`), for the life of the app."""
+    publisher = Publisher(app[ENGINE], max_wait=app[SETTINGS].publish_max_wait)
+    publisher.start()
+    app[PUBLISHER] = publisher
+    yield
+    await publisher.stop()

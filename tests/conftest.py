@@ -106,6 +106,9 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
         "allowed_networks": TEST_ALLOWED_NETWORKS,
         # Tests make bursts of requests with one key; tests/security checks the limit itself.
         "api_rate_limit": 0,
+        # A busy test machine can starve a test's event loop for a moment; only
+        # tests/integration/test_publisher.py tests publish admission, with its own setting.
+        "publish_max_wait": 30,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Coroutine, Iterable, Iterator
 from typing import Any
 
-from bench.client import EVENT_KEY, Sent, event
+from bench.client import EVENT_KEY, ApiError, Sent, event
 from bench.context import Bench
 
 
@@ -45,14 +45,27 @@ async def publish_batches(
     key: str = EVENT_KEY,
     check: bool = True,
 ) -> list[Sent]:
-    """Publish `ids` in batches of the configured size with `concurrency` requests in flight."""
+    """Publish `ids` in batches of the configured size with `concurrency` requests in flight.
+
+    Like a well-behaved client, a batch refused with 503 and `Retry-After` (the API's admission
+    under load) is sent again after that pause (at most 1 s); each refused request is kept in
+    the returned list, so it shows among the answers that were not 202.
+    """
     size = bench.config.batch_size
     batches: Iterator[list[str]] = iter([ids[i : i + size] for i in range(0, len(ids), size)])
     sent: list[Sent] = []
 
     async def publisher() -> None:
         for batch in batches:
-            sent.append(await bench.client.publish([event(i, key) for i in batch], check=check))
+            events = [event(i, key) for i in batch]
+            while True:
+                answer = await bench.client.publish(events, check=False)
+                sent.append(answer)
+                if answer.status != 503 or answer.retry_after is None:
+                    break
+                await asyncio.sleep(min(float(answer.retry_after), 1.0))
+            if check and not answer.accepted:
+                raise ApiError(f"publish: {answer.status}")
 
     await together((publisher() for _ in range(concurrency)), timeout=max(60, len(ids) / 100))
     return sent

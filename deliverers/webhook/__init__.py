@@ -17,13 +17,14 @@ The package, one room per concept:
 
 from deliverers.webhook.deliverer import WebhookDeliverer
 from deliverers.webhook.errors import NON_2XX_DETAIL
-from deliverers.webhook.message import build_body, build_headers
+from deliverers.webhook.message import body_document, build_body, build_headers
 from deliverers.webhook.response import parse_retry_after
 from deliverers.webhook.signing import sign
 
 __all__ = [
     "NON_2XX_DETAIL",
     "WebhookDeliverer",
+    "body_document",
     "build_body",
     "build_headers",
     "parse_retry_after",

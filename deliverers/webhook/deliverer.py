@@ -2,35 +2,30 @@
 
 **SSRF guard.** The session's connector resolves host names through `hub.ssrf`'s
 `GuardedResolver`, so the connection goes to vetted addresses only (no second lookup to rebind),
-and a literal address in the URL is judged before the request. A refused target is a failed
-attempt whose `error_detail` says why.
+and a literal address in the URL is judged before the request (`deliverers.webhook.endpoint`).
+A refused target is a failed attempt whose `error_detail` says why.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import aiohttp
 import structlog
 from aiohttp.abc import AbstractResolver
-from yarl import URL
 
 from deliverers.attempt import Attempt, WrongConfiguration, log_fields, scrub
 from deliverers.base import Delivery, DeliveryResult
 from deliverers.config import WebhookConfig
+from deliverers.webhook.endpoint import Endpoints
 from deliverers.webhook.errors import NON_2XX_DETAIL, failure_of
 from deliverers.webhook.message import build_body, build_headers
 from deliverers.webhook.response import parse_retry_after, read_body
-from hub.errors import TargetRefused
-from hub.ssrf import Network, SsrfGuard, parse_ip
+from hub.ssrf import Network, SsrfGuard
 
 logger = structlog.get_logger(__name__)
-
-#: Webhook URLs whose parsed and judged form a deliverer keeps (`WebhookDeliverer._endpoint`).
-_ENDPOINT_MEMO = 4096
 
 
 class WebhookDeliverer:
@@ -62,7 +57,7 @@ class WebhookDeliverer:
         self._limit_per_host = limit_per_host
         self._ttl_dns_cache = ttl_dns_cache
         self._session: aiohttp.ClientSession | None = None
-        self._endpoints: dict[str, _Endpoint] = {}
+        self._endpoints = Endpoints(self._guard)
 
     async def open(self) -> None:
         """Create the shared session and its connection pool."""
@@ -102,7 +97,7 @@ class WebhookDeliverer:
             )
         except WrongConfiguration as wrong:
             return _failed(attempt, None, wrong.detail)
-        endpoint = self._endpoint(config.url)
+        endpoint = self._endpoints.judge(config.url)
         if endpoint.refused is not None:
             return _failed(attempt, endpoint.host, endpoint.refused)
         url = endpoint.url
@@ -161,45 +156,6 @@ class WebhookDeliverer:
                 retry_after=retry_after,
             )
         return result
-
-    def _endpoint(self, url_text: str) -> _Endpoint:
-        """`url_text` parsed and, when its host is a literal address, judged by the guard.
-
-        Remembered per URL (bounded): both are pure functions of the text. A host name is left
-        to the connector's `GuardedResolver`, which looks it up and judges the answers on every
-        new connection (DNS rebinding); nothing about a name is remembered here.
-        """
-        endpoint = self._endpoints.get(url_text)
-        if endpoint is not None:
-            return endpoint
-        url = URL(url_text)
-        host = url.host
-        endpoint = _Endpoint(url, host, None)
-        literal = parse_ip(host or "")
-        if literal is not None:
-            try:
-                self._guard.check(host or "", literal)
-            except TargetRefused as refused:
-                endpoint = _Endpoint(url, host, refused.reason)
-            else:
-                # Connect to the address as judged, whatever its spelling (`127.1`, `0x7f.1`).
-                endpoint = _Endpoint(url.with_host(str(literal)), host, None)
-        if len(self._endpoints) >= _ENDPOINT_MEMO:
-            self._endpoints.clear()
-        self._endpoints[url_text] = endpoint
-        return endpoint
-
-
-@dataclass(frozen=True, slots=True)
-class _Endpoint:
-    """A webhook URL as the deliverer connects to it."""
-
-    url: URL
-    """With a literal address in its canonical spelling."""
-    host: str | None
-    """As the integration spells it, for logs."""
-    refused: str | None
-    """Why the SSRF guard refuses the literal address, if it does."""
 
 
 def _failed(

@@ -25,6 +25,19 @@ REASON_LIMIT = 200
 
 
 @dataclass(frozen=True, slots=True)
+class Wording:
+    """How a deliverer's failures name what it sends and who should answer."""
+
+    sent: str = "the webhook"
+    """What could not be delivered: "Could not deliver the webhook: …"."""
+    answerer: str = "the webhook"
+    """Who did not answer in time: "… waiting for the webhook to respond"."""
+
+
+WEBHOOK = Wording()
+
+
+@dataclass(frozen=True, slots=True)
 class Failure:
     """Why a request got no answer."""
 
@@ -33,7 +46,9 @@ class Failure:
     """Whether `detail` quotes a library's text, which may echo the request (and its secret)."""
 
 
-def failure_of(error: aiohttp.ClientError | OSError, *, url: URL, timeout: float) -> Failure:
+def failure_of(
+    error: aiohttp.ClientError | OSError, *, url: URL, timeout: float, wording: Wording = WEBHOOK
+) -> Failure:
     """The failure of a request to `url` that raised `error` instead of answering."""
     if isinstance(error, aiohttp.ClientSSLError):
         detail = f"TLS handshake with {_hostport(error.host, error.port)} failed: "
@@ -48,19 +63,21 @@ def failure_of(error: aiohttp.ClientError | OSError, *, url: URL, timeout: float
             detail = f"Connection refused by {where}"
         else:
             cause = error.strerror or reason(error.os_error, limit=REASON_LIMIT)
-            detail = f"Could not deliver the webhook: cannot connect to {where} ({cause})"
+            detail = f"Could not deliver {wording.sent}: cannot connect to {where} ({cause})"
         return Failure(detail, quotes_library=True)
     if isinstance(error, TimeoutError):
         # (`asyncio.TimeoutError` on 3.11+.) Before the general case: aiohttp's timeouts are
         # `ClientError`s and `OSError`s both.
-        return Failure(f"Timed out after {float(timeout)} s waiting for the webhook to respond")
+        return Failure(
+            f"Timed out after {float(timeout)} s waiting for {wording.answerer} to respond"
+        )
     if isinstance(error, ssl.SSLError):
         # Before the general case: a TLS failure after the handshake, raised bare.
         where = _hostport(url.host or "", url.port)
         return Failure(
             f"TLS handshake with {where} failed: {_tls_reason(error)}", quotes_library=True
         )
-    detail = f"Could not deliver the webhook: {reason(error, limit=REASON_LIMIT)}"
+    detail = f"Could not deliver {wording.sent}: {reason(error, limit=REASON_LIMIT)}"
     return Failure(detail, quotes_library=True)
 
 
@@ -88,4 +105,4 @@ def _hostport(host: str, port: int | None) -> str:
     return host if port is None else f"{host}:{port}"
 
 
-__all__ = ["NON_2XX_DETAIL", "REASON_LIMIT", "Failure", "failure_of"]
+__all__ = ["NON_2XX_DETAIL", "REASON_LIMIT", "WEBHOOK", "Failure", "Wording", "failure_of"]

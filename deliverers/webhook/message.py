@@ -3,6 +3,8 @@ way (`deliverers.webhook.signing`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from deliverers.base import Delivery
@@ -11,7 +13,12 @@ from deliverers.webhook.signing import signature_header
 
 
 def build_body(delivery: Delivery, *, msg_id: str | None = None) -> bytes:
-    """The JSON document EP posts to a webhook, as bytes (`msg_id`: the job id as text).
+    """The JSON document EP posts to a webhook (`body_document`), as bytes."""
+    return orjson.dumps(body_document(delivery, msg_id=msg_id))
+
+
+def body_document(delivery: Delivery, *, msg_id: str | None = None) -> dict[str, Any]:
+    """The JSON document EP posts to a webhook (`msg_id`: the job id as text).
 
     `resources` is EP's deprecated copy of `payload`: a JSON-encoded *string* of it, except for
     `*.deleted` events, where EP sends the payload object itself. We do the same, so consumers
@@ -37,7 +44,7 @@ def build_body(delivery: Delivery, *, msg_id: str | None = None) -> bytes:
         "payload": payload,
         "resources": resources,
     }
-    return orjson.dumps(document)
+    return document
 
 
 def build_headers(
@@ -72,4 +79,4 @@ def build_headers(
     return headers
 
 
-__all__ = ["build_body", "build_headers"]
+__all__ = ["body_document", "build_body", "build_headers"]

@@ -16,6 +16,7 @@ from hub.errors import (
     DomainError,
     ErrorItem,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
     PermissionDenied,
     Unauthenticated,
@@ -30,6 +31,7 @@ ANSWERS: dict[type[DomainError], tuple[int, str]] = {
     Conflict: (409, "Conflict"),
     PayloadTooLarge: (413, "Payload Too Large"),
     ValidationFailed: (422, "Validation Error"),
+    Overloaded: (503, "Service Unavailable"),
     DomainError: (400, "Bad Request"),
 }
 
@@ -40,6 +42,8 @@ def api_error(error: DomainError) -> ApiError:
     answer = ApiError(error.detail)
     answer.status, answer.title = status, title
     answer.items = [ErrorItem(status, title, detail, source) for detail, source in error.problems]
+    if isinstance(error, Overloaded):
+        answer.headers = {"Retry-After": str(error.retry_after)}
     return answer
 
 

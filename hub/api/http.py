@@ -23,11 +23,13 @@ from hub.errors import (
     ValidationFailed,
 )
 from hub.ratelimit import RateLimiter
-from hub.services.access import authenticate
+from hub.services.access import Admit, authenticate
+from hub.services.publisher import Publisher
 from hub.services.validation import problems
 from hub.store.records import Page
 
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+PUBLISHER = web.AppKey("publisher", Publisher)
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -48,6 +50,14 @@ def json_response(document: Any, *, status: int = 200) -> web.Response:
 
 def model_response(model: BaseModel, *, status: int = 200) -> web.Response:
     return json_response({"data": model.model_dump(mode="json")}, status=status)
+
+
+def is_json(media: str) -> bool:
+    """Is this media type (as `request.content_type` gives it) JSON: `application/json` or a
+    JSON-based one such as `application/vnd.api+json`?"""
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 async def read_json(request: web.Request) -> Any:
@@ -88,9 +98,22 @@ def path_uuid(request: web.Request, name: str) -> UUID:
         raise NotFound() from None
 
 
+def rate_limit(request: web.Request) -> Admit:
+    """The `admit` hook of `hub.services.access`: the key's request rate
+    (`hub.ratelimit`), a 429 when it is over."""
+    limiter = request.app[RATE_LIMITER]
+
+    def admit(principal: Principal) -> None:
+        wait = limiter.take(principal.key_id)
+        if wait is not None:
+            raise TooManyRequests(wait)
+
+    return admit
+
+
 async def authorize(request: web.Request, permission: Permission) -> Principal:
-    """The caller's principal if their bearer key is valid and grants `permission`, acting on
-    the store named by `X-Hub-Store` (admin keys) or else the key's own.
+    """The caller's principal if their bearer key (or access token) is valid and grants
+    `permission`, acting on the store named by `X-Hub-Store` (admin keys) or else the key's own.
 
     The checks and their order are `hub.services.access.authenticate`'s; a key over its rate
     limit (`hub.ratelimit`) is refused with 429 once it is identified, before its rights
@@ -100,13 +123,6 @@ async def authorize(request: web.Request, permission: Permission) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":
         raise Unauthenticated()
-    limiter = request.app[RATE_LIMITER]
-
-    def admit(principal: Principal) -> None:
-        wait = limiter.take(principal.key_id)
-        if wait is not None:
-            raise TooManyRequests(wait)
-
     async with request.app[ENGINE].connect() as conn:
         try:
             return await authenticate(
@@ -114,7 +130,7 @@ async def authorize(request: web.Request, permission: Permission) -> Principal:
                 token.strip(),
                 permission,
                 store=request.headers.get("X-Hub-Store") or None,
-                admit=admit,
+                admit=rate_limit(request),
             )
         except PermissionDenied as exc:
             if not exc.other_store:
@@ -153,21 +169,20 @@ def page_params(request: web.Request) -> PageParams:
     )
 
 
-def bool_filter(request: web.Request, name: str) -> bool | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    if raw.lower() in ("true", "1"):
-        return True
-    if raw.lower() in ("false", "0"):
-        return False
-    raise BadRequest(f"{name} must be true or false", source=name)
-
-
 def list_response(
-    request: web.Request, page: Page[T], params: PageParams, render: Callable[[T], BaseModel]
+    request: web.Request,
+    page: Page[T],
+    params: PageParams,
+    render: Callable[[T], BaseModel],
+    *,
+    ep_results: bool = False,
 ) -> web.Response:
-    """The spec's list envelope with self/first/last/next/prev links and totals."""
+    """The spec's list envelope with self/first/last/next/prev links and totals.
+
+    `ep_results` adds what Elastic Path documents for its log lists (and its SDK's types
+    read), beside `meta.page` and `meta.results`: `results.total` at the top, and the page's
+    `limit`, `offset`, `current` and `total` directly in `meta`.
+    """
     base = request.app[SETTINGS].base_url() + request.path
     kept = [(k, v) for k, v in request.query.items() if k not in ("page[offset]", "page[limit]")]
 
@@ -177,24 +192,24 @@ def list_response(
 
     last = max(0, (page.total - 1) // params.limit * params.limit)
     nxt = params.offset + params.limit
-    return json_response(
-        {
-            "data": [render(item).model_dump(mode="json") for item in page.items],
-            "links": {
-                "self": link(params.offset),
-                "first": link(0),
-                "last": link(last),
-                "next": link(nxt) if nxt < page.total else None,
-                "prev": link(max(0, params.offset - params.limit)) if params.offset > 0 else None,
-            },
-            "meta": {
-                "page": {
-                    "limit": params.limit,
-                    "offset": params.offset,
-                    "current": params.offset // params.limit + 1,
-                    "total": max(1, -(-page.total // params.limit)),
-                },
-                "results": {"total": page.total},
-            },
-        }
-    )
+    page_meta = {
+        "limit": params.limit,
+        "offset": params.offset,
+        "current": params.offset // params.limit + 1,
+        "total": max(1, -(-page.total // params.limit)),
+    }
+    document: dict[str, Any] = {
+        "data": [render(item).model_dump(mode="json") for item in page.items],
+        "links": {
+            "self": link(params.offset),
+            "first": link(0),
+            "last": link(last),
+            "next": link(nxt) if nxt < page.total else None,
+            "prev": link(max(0, params.offset - params.limit)) if params.offset > 0 else None,
+        },
+        "meta": {"page": page_meta, "results": {"total": page.total}},
+    }
+    if ep_results:
+        document["meta"] |= page_meta
+        document["results"] = {"total": page.total}
+    return json_response(document)

@@ -1,5 +1,13 @@
-"""The API's middlewares: request ids and metrics, and the error envelope (no traceback ever
-reaches a client)."""
+"""The API's middlewares: request ids and metrics, CORS, the error envelope (no traceback ever
+reaches a client), and JSON-only request bodies (415).
+
+**CORS** is one small middleware rather than `aiohttp-cors`: that library wants every route
+registered with it (and adds an OPTIONS route per resource), takes allowed headers only as a
+list or `*` (EP's clients send `X-MOLTIN-*` headers, a prefix; and `*` does not cover
+`Authorization`), and knows nothing of the console, which must get no CORS at all. Here the
+preflight is answered before routing, for every path outside `/console`, and every answer to
+an allowed origin (errors included) carries the headers.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +18,19 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import Counter, Histogram
 
 from hub.api.errors import api_error, error_response
+from hub.api.http import is_json
 from hub.appkeys import SETTINGS
-from hub.errors import ApiError, DomainError, ErrorItem, StorageUnavailable
+from hub.errors import (
+    ApiError,
+    DomainError,
+    ErrorItem,
+    StorageUnavailable,
+    UnsupportedMediaType,
+)
 from hub.store.engine import distrust_connections, storage_unavailable
 
 log = structlog.get_logger(__name__)
@@ -88,6 +104,104 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
             500, "Internal Server Error", "An unexpected error occurred; it was logged"
         )
         return error_response([item], 500)
+
+
+@web.middleware
+async def json_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A `/v2` request whose body says it is not JSON gets 415 before any handler reads it.
+
+    A body without a Content-Type at all is read as JSON (and is a 400 if it is not).
+    """
+    if (
+        request.path.startswith("/v2/")
+        and request.body_exists
+        and "Content-Type" in request.headers
+        and not is_json(request.content_type)
+    ):
+        raise UnsupportedMediaType(request.content_type)
+    return await handler(request)
+
+
+# --- CORS ----------------------------------------------------------------------------------------
+
+CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+#: Request headers a cross-origin caller may send, besides the CORS-safelisted ones.
+CORS_HEADERS = (
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "x-hub-store",
+    "x-request-id",
+)
+#: …and every header with one of these prefixes (EP's SDKs send `X-MOLTIN-SDK-LANGUAGE`,
+#: `X-MOLTIN-SDK-VERSION`, `X-MOLTIN-APPLICATION`, `X-MOLTIN-CURRENCY`, …).
+CORS_HEADER_PREFIXES = ("x-moltin-",)
+#: Response headers a cross-origin caller's script may read.
+CORS_EXPOSED = "Retry-After, X-Request-Id, Allow"
+#: How long a browser may cache a preflight's answer (seconds).
+CORS_MAX_AGE = "600"
+#: Paths that never get CORS: the console's cookies must not be usable cross-origin.
+NO_CORS = "/console"
+
+
+def _header_allowed(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in CORS_HEADERS or lowered.startswith(CORS_HEADER_PREFIXES)
+
+
+def cors(origins: tuple[str, ...]) -> Middleware:
+    """CORS for `origins` (lower-case `scheme://host[:port]`, or `*` for any), everywhere but
+    the console.
+
+    A preflight (`OPTIONS` with `Access-Control-Request-Method`) from an allowed origin is
+    answered 204 with the methods and the requested headers that are allowed
+    (`CORS_HEADERS`, `X-MOLTIN-*`); from another origin 403. Other requests from an allowed
+    origin get `Access-Control-Allow-Origin` (and `Vary: Origin`) on whatever they are
+    answered, errors included; requests from other origins are served without, so the browser
+    keeps the answer from the calling page. No credentials mode: callers send their key or
+    token in `Authorization`, not in cookies.
+    """
+    any_origin = "*" in origins
+    allowed = frozenset(origins)
+
+    def grant(origin: str) -> dict[str, str]:
+        return {
+            "Access-Control-Allow-Origin": "*" if any_origin else origin,
+            "Access-Control-Expose-Headers": CORS_EXPOSED,
+            "Vary": "Origin",
+        }
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is None or request.path == NO_CORS or request.path.startswith(NO_CORS + "/"):
+            return await handler(request)
+        ok = any_origin or origin.lower() in allowed
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            if not ok:
+                detail = f"The origin {origin} may not call this API (HUB_CORS_ORIGINS)"
+                return error_response([ErrorItem(403, "Forbidden", detail)], 403)
+            requested = request.headers.get("Access-Control-Request-Headers", "")
+            headers = [h.strip() for h in requested.split(",") if _header_allowed(h.strip())]
+            answer = web.Response(status=204)
+            answer.headers.update(grant(origin))
+            answer.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+            answer.headers["Access-Control-Allow-Headers"] = ", ".join(
+                dict.fromkeys([*headers, "Authorization", "Content-Type"])
+            )
+            answer.headers["Access-Control-Max-Age"] = CORS_MAX_AGE
+            return answer
+        if not ok:
+            return await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # redirects; errors are answers by now
+            exc.headers.update(grant(origin))
+            raise
+        response.headers.update(grant(origin))
+        return response
+
+    return middleware
 
 
 class InFlight:

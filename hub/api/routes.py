@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
+from hub.api import filters
 from hub.api.http import (
+    PUBLISHER,
     authorize,
-    bool_filter,
     json_response,
     list_response,
     model_response,
@@ -31,29 +31,28 @@ from hub.api.schemas import (
     replay_out,
     status_out,
     timestamp,
+    vapid_key_out,
 )
 from hub.appkeys import CATALOGUE, ENGINE, SETTINGS
 from hub.auth import Permission
 from hub.errors import BadRequest, NotFound, ValidationFailed
-from hub.events import is_valid_key, match_candidates, validate_observed
 from hub.services import events as event_service
 from hub.services import integrations as integration_service
 from hub.services import jobs as job_service
 from hub.services import processes as process_service
+from hub.services import push as push_service
 from hub.services import replay as replay_service
 from hub.services.inputs import EventIn, IntegrationCreate, IntegrationUpdate, ReplayCreate
 from hub.services.validation import problems
 from hub.ssrf import SsrfGuard
 from hub.store import integrations, jobs, logs
-from hub.store.models import JOB_STATUSES
+from hub.store.listing import NEWEST_FIRST
 
 routes = web.RouteTableDef()
 
 _EVENT_LIST = TypeAdapter(list[EventIn])
 #: As long as an event's `id`: the key is stored as its client id, under a unique index.
 MAX_IDEMPOTENCY_KEY = 255
-#: Keys one `filter[triggered_by]` may list.
-MAX_FILTER_KEYS = 50
 
 
 def _base(request: web.Request) -> str:
@@ -83,29 +82,16 @@ async def create_integration(request: web.Request) -> web.Response:
 async def list_integrations(request: web.Request) -> web.Response:
     principal = await authorize(request, Permission.READ)
     params = page_params(request)
-    integration_type = request.query.get("filter[integration_type]")
-    if integration_type is not None and integration_type not in ("webhook", "aws_sqs", "stomp"):
-        raise BadRequest(
-            "filter[integration_type] must be webhook, aws_sqs or stomp",
-            source="filter[integration_type]",
-        )
-    observes = request.query.get("filter[observes]")
-    observes_any = None
-    if observes is not None:
-        reason = validate_observed(observes, request.app[CATALOGUE])
-        if reason is not None:
-            raise BadRequest(reason, source="filter[observes]")
-        # A concrete key finds every integration that would receive it (wildcards included);
-        # a wildcard finds the integrations that list that very wildcard.
-        observes_any = match_candidates(observes) if is_valid_key(observes) else (observes,)
-    flt = integrations.IntegrationFilter(
-        enabled=bool_filter(request, "filter[enabled]"),
-        integration_type=integration_type,
-        observes_any=observes_any,
-    )
+    expand = filters.observes_expander(request.app[CATALOGUE])
+    query = filters.parse_query(request.query, filters.INTEGRATIONS, expand=expand)
     async with request.app[ENGINE].connect() as conn:
         page = await integrations.list_integrations(
-            conn, principal.store_id, flt, limit=params.limit, offset=params.offset
+            conn,
+            principal.store_id,
+            query.conditions,
+            order=query.order or NEWEST_FIRST,
+            limit=params.limit,
+            offset=params.offset,
         )
     base = _base(request)
     return list_response(request, page, params, lambda r: integration_out(base, r))
@@ -114,7 +100,7 @@ async def list_integrations(request: web.Request) -> web.Response:
 @routes.get("/v2/integrations/logs")
 async def list_store_logs(request: web.Request) -> web.Response:
     principal = await authorize(request, Permission.READ)
-    return await _logs(request, principal.store_id, logs.LogFilter())
+    return await _logs(request, principal.store_id, logs.LogScope())
 
 
 @routes.get("/v2/integrations/{id}")
@@ -212,13 +198,20 @@ async def get_integration_status(request: web.Request) -> web.Response:
 # --- jobs and logs -----------------------------------------------------------------------------
 
 
-async def _logs(request: web.Request, store_id: UUID, flt: logs.LogFilter) -> web.Response:
+async def _logs(request: web.Request, store_id: UUID, scope: logs.LogScope) -> web.Response:
     params = page_params(request)
-    succeeded = bool_filter(request, "filter[succeeded]")
-    flt = logs.LogFilter(integration_id=flt.integration_id, job_id=flt.job_id, succeeded=succeeded)
+    query = filters.parse_query(request.query, filters.LOGS)
     async with request.app[ENGINE].connect() as conn:
-        page = await logs.list_logs(conn, store_id, flt, limit=params.limit, offset=params.offset)
-    return list_response(request, page, params, log_out)
+        page = await logs.list_logs(
+            conn,
+            store_id,
+            scope,
+            query.conditions,
+            order=query.order,
+            limit=params.limit,
+            offset=params.offset,
+        )
+    return list_response(request, page, params, log_out, ep_results=True)
 
 
 @routes.get("/v2/integrations/{id}/logs")
@@ -228,38 +221,7 @@ async def list_integration_logs(request: web.Request) -> web.Response:
     async with request.app[ENGINE].connect() as conn:
         if not await integrations.integration_exists(conn, principal.store_id, integration_id):
             raise NotFound()
-    return await _logs(request, principal.store_id, logs.LogFilter(integration_id=integration_id))
-
-
-def _triggered_by_filter(request: web.Request) -> tuple[str, ...] | None:
-    raw = request.query.get("filter[triggered_by]")
-    if raw is None:
-        return None
-    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
-    if not keys or len(keys) > MAX_FILTER_KEYS or not all(is_valid_key(k) for k in keys):
-        raise BadRequest(
-            "filter[triggered_by] takes a comma-separated list of up to "
-            f"{MAX_FILTER_KEYS} event keys such as order.paid (no wildcards)",
-            source="filter[triggered_by]",
-        )
-    return keys
-
-
-def _time_filter(request: web.Request, name: str) -> datetime | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
-        raise BadRequest(
-            f"{name} must be an RFC 3339 timestamp with Z or an offset, such as "
-            "2026-11-22T10:00:00.000Z",
-            source=name,
-        )
-    return value
+    return await _logs(request, principal.store_id, logs.LogScope(integration_id=integration_id))
 
 
 @routes.get("/v2/integrations/{id}/jobs")
@@ -267,22 +229,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     principal = await authorize(request, Permission.READ)
     integration_id = path_uuid(request, "id")
     params = page_params(request)
-    status = request.query.get("filter[status]")
-    statuses = None
-    if status is not None:
-        statuses = tuple(s.strip() for s in status.split(",") if s.strip())
-        bad = [s for s in statuses if s not in JOB_STATUSES]
-        if bad or not statuses:
-            raise BadRequest(
-                f"filter[status] takes a comma-separated list of {', '.join(JOB_STATUSES)}",
-                source="filter[status]",
-            )
-    flt = jobs.JobFilter(
-        status=statuses,
-        triggered_by=_triggered_by_filter(request),
-        created_gte=_time_filter(request, "filter[created_at][gte]"),
-        created_lte=_time_filter(request, "filter[created_at][lte]"),
-    )
+    query = filters.parse_query(request.query, filters.JOBS)
     async with request.app[ENGINE].connect() as conn:
         if not await integrations.integration_exists(conn, principal.store_id, integration_id):
             raise NotFound()
@@ -290,7 +237,8 @@ async def list_jobs(request: web.Request) -> web.Response:
             conn,
             principal.store_id,
             integration_id,
-            flt,
+            query.conditions,
+            order=query.order or NEWEST_FIRST,
             limit=params.limit,
             offset=params.offset,
         )
@@ -319,7 +267,7 @@ async def list_job_logs(request: web.Request) -> web.Response:
     return await _logs(
         request,
         principal.store_id,
-        logs.LogFilter(integration_id=integration_id, job_id=job_id),
+        logs.LogScope(integration_id=integration_id, job_id=job_id),
     )
 
 
@@ -351,11 +299,32 @@ async def get_replay(request: web.Request) -> web.Response:
     return model_response(replay_out(_base(request), replay))
 
 
+# --- web push ----------------------------------------------------------------------------------
+
+
+@routes.get("/v2/push/vapid-key")
+async def get_vapid_key(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.PUSH_KEY)
+    async with request.app[ENGINE].begin() as conn:  # made on first use
+        record = await push_service.vapid_key(conn, principal.store_id)
+    return model_response(vapid_key_out(_base(request), record))
+
+
+@routes.post("/v2/push/vapid-key/rotate")
+async def rotate_vapid_key(request: web.Request) -> web.Response:
+    principal = await authorize(request, Permission.WRITE)
+    async with request.app[ENGINE].begin() as conn:
+        record = await push_service.rotate_vapid_key(conn, principal.store_id)
+    return model_response(vapid_key_out(_base(request), record))
+
+
 # --- events ------------------------------------------------------------------------------------
 
 
 @routes.post("/v2/events")
 async def publish_events(request: web.Request) -> web.Response:
+    publisher = request.app[PUBLISHER]
+    publisher.admit()  # under overload, refused before any work is spent on it
     principal = await authorize(request, Permission.PUBLISH)
     document = await read_json(request)
     if not isinstance(document, dict) or "data" not in document:
@@ -378,18 +347,17 @@ async def publish_events(request: web.Request) -> web.Response:
             source="Idempotency-Key",
         )
     settings = request.app[SETTINGS]
-    # Not `begin()`: the event and its jobs are written by one statement, atomic on its own, in
-    # autocommit on the driver connection (see `event_service.publish`).
-    async with request.app[ENGINE].connect() as conn:
-        results = await event_service.publish(
-            conn,
-            request.app[CATALOGUE],
-            principal.store_id,
-            items,
-            batch=batch,
-            idempotency_key=idempotency_key,
-            max_event_bytes=settings.max_event_bytes,
-        )
+    prepared = event_service.prepare(
+        request.app[CATALOGUE],
+        principal.store_id,
+        items,
+        batch=batch,
+        idempotency_key=idempotency_key,
+        max_event_bytes=settings.max_event_bytes,
+    )
+    # Written together with whatever other publishes this process has in hand (group commit:
+    # `hub.services.publisher`); answered once committed.
+    results = await publisher.publish(prepared)
     base = _base(request)
     rendered = [published_event(base, r.event, jobs_total=r.jobs_total) for r in results]
     status = 202 if any(r.created for r in results) else 200

@@ -32,6 +32,7 @@ from hub.store.records import (
     JobRecord,
     LogRecord,
     ReplayRecord,
+    VapidKeyRecord,
 )
 
 
@@ -100,7 +101,10 @@ class IntegrationOut(BaseModel):
     enabled: bool
     integration_type: str
     observes: list[str]
-    configuration: dict[str, Any] = Field(description="Secrets masked: all but the last 4 as `*`.")
+    configuration: dict[str, Any] = Field(
+        description="Secrets masked: all but the last 4 as `*`; an AMQP `url` as "
+        "`amqp://user:****@host/vhost`."
+    )
     conditions: dict[str, Any] | None = Field(
         description="(beyond EP) the payload filter in its canonical form; null: none."
     )
@@ -333,6 +337,26 @@ class SecretOut(BaseModel):
     )
 
 
+class VapidKeyOut(BaseModel):
+    """(beyond EP) The store's VAPID public key, for browsers' `applicationServerKey`."""
+
+    type: Literal["vapid-key"] = "vapid-key"
+    public_key: str = Field(
+        description="The uncompressed P-256 public key in base64url (87 characters): pass it, "
+        "decoded to bytes, as `applicationServerKey` to `pushManager.subscribe`."
+    )
+    links: Links
+    meta: CreatedMeta
+
+
+def vapid_key_out(base: str, r: VapidKeyRecord) -> VapidKeyOut:
+    return VapidKeyOut(
+        public_key=r.public_key,
+        links=Links(self=f"{base}/v2/push/vapid-key"),
+        meta=CreatedMeta(timestamps=CreatedTimestamps(created_at=_ts(r.created_at))),
+    )
+
+
 class DeletedOut(BaseModel):
     type: Literal["integration"] = "integration"
     id: str
@@ -352,6 +376,25 @@ class ResultsMeta(BaseModel):
 class ListMeta(BaseModel):
     page: PageMeta
     results: ResultsMeta
+
+
+class LogListMeta(ListMeta):
+    """A log list's `meta`: also the page's numbers directly, as Elastic Path documents."""
+
+    limit: int
+    offset: int
+    current: int
+    total: int = Field(description="The number of pages, as `page.total`.")
+
+
+class AccessTokenOut(BaseModel):
+    """Elastic Path's token body (`POST /oauth/access_token`)."""
+
+    access_token: str = Field(description="`hubt_…`: send it as `Authorization: Bearer`.")
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the OAuth token type, no secret
+    expires: int = Field(description="When it expires, in Unix seconds.")
+    expires_in: int = Field(description="Its lifetime in seconds (`HUB_TOKEN_TTL`).")
+    identifier: Literal["client_credentials"] = Field(description="The grant that issued it.")
 
 
 class ListLinks(BaseModel):

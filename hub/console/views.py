@@ -54,7 +54,8 @@ from hub.services.integrations import masked_configuration
 from hub.store import events, integrations
 from hub.store import jobs as job_store
 from hub.store import logs as log_store
-from hub.store.models import JOB_STATUSES
+from hub.store.listing import Condition, Op
+from hub.store.models import INTEGRATION_TYPES, JOB_STATUSES
 
 HERE = Path(__file__).parent
 STREAM_POLL = 1.0
@@ -212,6 +213,8 @@ async def login(request: web.Request) -> web.Response:
     raw = form.get("key")
     key = raw.strip() if isinstance(raw, str) else ""
     try:
+        if key_prefix(key) is None:  # an access token (hubt_…) is no key to sign in with
+            raise Unauthenticated()
         async with request.config_dict[ENGINE].connect() as conn:
             principal = await access.authenticate(conn, key, Permission.READ)
     except Unauthenticated:
@@ -250,10 +253,12 @@ async def integrations_page(request: web.Request) -> web.Response:
     kind = request.query.get("type") or None
     enabled_raw = request.query.get("enabled") or ""
     enabled = {"true": True, "false": False}.get(enabled_raw)
-    flt = integrations.IntegrationFilter(enabled=enabled, integration_type=kind)
+    wanted = [Condition("integration_type", Op.EQ, (kind,))] if kind else []
+    if enabled is not None:
+        wanted.append(Condition("enabled", Op.EQ, (enabled,)))
     async with request.config_dict[ENGINE].connect() as conn:
         page = await integrations.list_integrations(
-            conn, session.store_id, flt, limit=100, offset=0
+            conn, session.store_id, wanted, limit=100, offset=0
         )
         rows = [
             await log_store.integration_status(
@@ -272,7 +277,7 @@ async def integrations_page(request: web.Request) -> web.Response:
             kind=kind or "",
             enabled=enabled_raw,
             filtered=filtered,
-            types=("webhook", "sqs", "stomp"),
+            types=INTEGRATION_TYPES,
         ),
     )
 
@@ -286,22 +291,27 @@ async def _integration_context(
         raise Refused(400, "Bad filter", f"status must be one of {', '.join(JOB_STATUSES)}")
     event_key = (q.get("event") or "").strip()
     since, until = _when(q.get("since"), "From"), _when(q.get("until"), "To")
-    flt = job_store.JobFilter(
-        status=(status,) if status else None,
-        triggered_by=(event_key,) if event_key else None,
-        created_gte=since,
-        created_lte=until,
-    )
+    wanted: list[Condition] = []
+    if status:
+        wanted.append(Condition("status", Op.EQ, (status,)))
+    if event_key:
+        wanted.append(Condition("triggered_by", Op.EQ, (event_key,)))
+    if since is not None:
+        wanted.append(Condition("created_at", Op.GE, (since,)))
+    if until is not None:
+        wanted.append(Condition("created_at", Op.LE, (until,)))
     logs_ok = q.get("logs") or ""
-    log_flt = log_store.LogFilter(
-        integration_id=integration_id, succeeded={"ok": True, "failed": False}.get(logs_ok)
-    )
+    succeeded = {"ok": True, "failed": False}.get(logs_ok)
+    outcome = [] if succeeded is None else [Condition("succeeded", Op.EQ, (succeeded,))]
+    scope = log_store.LogScope(integration_id=integration_id)
     async with request.config_dict[ENGINE].connect() as conn:
         record = await integration_service.status(conn, session.store_id, integration_id)
         jobs = await job_store.list_jobs(
-            conn, session.store_id, integration_id, flt, limit=PAGE_SIZE, offset=0
+            conn, session.store_id, integration_id, wanted, limit=PAGE_SIZE, offset=0
         )
-        logs = await log_store.list_logs(conn, session.store_id, log_flt, limit=PAGE_SIZE, offset=0)
+        logs = await log_store.list_logs(
+            conn, session.store_id, scope, outcome, limit=PAGE_SIZE, offset=0
+        )
     integration = record.integration
     return _context(
         request,
@@ -411,7 +421,7 @@ async def job_page(request: web.Request) -> web.Response:
         logs = await log_store.list_logs(
             conn,
             session.store_id,
-            log_store.LogFilter(integration_id=integration_id, job_id=job_id),
+            log_store.LogScope(integration_id=integration_id, job_id=job_id),
             limit=200,
             offset=0,
         )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from deliverers.amqp import AmqpDeliverer
 from deliverers.base import Deliverer
 from deliverers.registry import DelivererRegistry
 from deliverers.sqs import SqsDeliverer
 from deliverers.stomp import StompDeliverer
+from deliverers.web_push import WebPushDeliverer
 from deliverers.webhook import WebhookDeliverer
 from hub.settings import Settings
 
@@ -20,6 +22,18 @@ def default_registry(settings: Settings) -> DelivererRegistry:
     deliverers.append(
         StompDeliverer(
             source=settings.base_url(), timeout=settings.webhook_timeout, allowed_networks=allowed
+        )
+    )
+    deliverers.append(
+        AmqpDeliverer(
+            source=settings.base_url(), timeout=settings.webhook_timeout, allowed_networks=allowed
+        )
+    )
+    deliverers.append(
+        WebPushDeliverer(
+            subject=settings.vapid_subject,
+            timeout=settings.webhook_timeout,
+            allowed_networks=allowed,
         )
     )
     return DelivererRegistry(deliverers)

@@ -53,15 +53,15 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from deliverers.base import Delivery, DeliveryResult
+from deliverers.base import Delivery, DeliveryResult, VapidKey
 from deliverers.registry import DelivererRegistry
 from hub.dispatch.limits import RateLimits, retry_slots
 from hub.dispatch.targets import Targets
-from hub.errors import SecretsUnreadable, UnknownIntegrationType
+from hub.errors import SecretsUnreadable, TargetUnavailable, UnknownIntegrationType
 from hub.retry import Fail, Retry, Succeed, decide
 from hub.services.processes import Heartbeat, new_process_id
 from hub.settings import Settings
-from hub.store import attempts, claiming, enqueue, retention
+from hub.store import attempts, claiming, enqueue, retention, vapid
 from hub.store.engine import distrust_connections, driver, plain_url, storage_unavailable
 
 log = structlog.get_logger(__name__)
@@ -154,7 +154,7 @@ class Worker:
         self._due_in: float | None = None
         self._retries: set[uuid.UUID] = set()
         self._rate_limits = RateLimits()
-        self._targets = Targets()
+        self._targets = Targets(vapid_keys=self._vapid_key)
         self._metrics: dict[str, _Metrics] = {}
         self._unstarted: list[uuid.UUID] = []
         self.purged_rows = 0
@@ -329,7 +329,7 @@ class Worker:
 
     # --- one attempt -------------------------------------------------------------------------
 
-    def _delivery(self, job: claiming.ClaimedJob) -> Delivery:
+    async def _delivery(self, job: claiming.ClaimedJob) -> Delivery:
         return Delivery(
             job_id=job.id,
             attempt=job.attempt,
@@ -337,8 +337,14 @@ class Worker:
             triggered_by=job.triggered_by,
             payload=job.payload,
             event_time=job.event_time,
-            target=self._targets.get(job),
+            target=await self._targets.get(job),
         )
+
+    async def _vapid_key(self, store_id: uuid.UUID) -> VapidKey | None:
+        """The store's VAPID key pair, for the targets of its `web_push` integrations."""
+        async with self.engine.connect() as conn:
+            record = await vapid.get_vapid_key(conn, store_id)
+        return None if record is None else VapidKey(record.public_key, record.private_key)
 
     async def _ready(self, job: claiming.ClaimedJob) -> bool:
         """Wait for the integration's rate limit. False when the worker stops first: the job
@@ -360,8 +366,8 @@ class Worker:
         try:
             try:
                 deliverer = self.registry.get(job.integration_type)
-                result = await deliverer.deliver(self._delivery(job))
-            except (UnknownIntegrationType, SecretsUnreadable) as exc:
+                result = await deliverer.deliver(await self._delivery(job))
+            except (UnknownIntegrationType, SecretsUnreadable, TargetUnavailable) as exc:
                 result = DeliveryResult(False, time.perf_counter() - started, error_detail=str(exc))
             except ValidationError:
                 result = DeliveryResult(
@@ -401,6 +407,7 @@ class Worker:
             status_code=result.status_code,
             retry_after=result.retry_after,
             schedule=self.settings.retry_schedule,
+            gone=result.gone,
             **kwargs,
         )
         next_at: datetime | None = None
@@ -413,7 +420,7 @@ class Worker:
             case Fail(reason=reason, disable_integration=disable_it):
                 status = "failed"
                 if disable_it:
-                    disable = f"Disabled after the endpoint answered 410 Gone to job {job.id}"
+                    disable = f"Disabled after {reason} to job {job.id}"
                 log.warning("job_failed", job_id=str(job.id), attempt=job.attempt, reason=reason)
         return attempts.AttemptRecord(
             job_id=job.id,
@@ -493,7 +500,8 @@ class Worker:
 
     async def _retention(self) -> None:
         """Purge logs and finished jobs older than `retention_days` (none when it is 0) and
-        expired console sessions, one bounded pass every `retention_interval` seconds (sooner
+        expired console sessions and access tokens, one bounded pass every `retention_interval`
+        seconds (sooner
         while a backlog remains)."""
         normal = self.settings.retention_interval
         interval = normal
@@ -510,7 +518,7 @@ class Worker:
                 continue
             if purged.total:
                 self.purged_rows += purged.total
-                for table in ("logs", "jobs", "events", "replays", "sessions"):
+                for table in ("logs", "jobs", "events", "replays", "sessions", "tokens"):
                     PURGED.labels(table).inc(getattr(purged, table))
                 log.info(
                     "purged",
@@ -519,6 +527,7 @@ class Worker:
                     events=purged.events,
                     replays=purged.replays,
                     sessions=purged.sessions,
+                    tokens=purged.tokens,
                 )
             interval = normal / RETENTION_CATCH_UP if purged.full else normal
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -113,6 +114,45 @@ def payload_filter(target: integrations.FanoutTarget) -> PayloadFilter:
         return _never
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A publish request checked and given ids, ready to be written (`write`)."""
+
+    store_id: UUID
+    events: list[enqueue.NewEvent]
+
+
+def prepare(
+    catalogue: EventCatalogue,
+    store_id: UUID,
+    items: Sequence[EventIn],
+    *,
+    batch: bool,
+    idempotency_key: str | None,
+    max_event_bytes: int,
+) -> Prepared:
+    """Check a publish request (keys, sizes, client ids) without touching the database.
+
+    Raises `ValidationFailed` or `PayloadTooLarge`.
+    """
+    texts = _check(items, batch, catalogue, max_event_bytes)
+    client_ids = _client_ids(items, batch, idempotency_key)
+    return Prepared(
+        store_id,
+        [
+            enqueue.NewEvent(
+                id=uuid7(),
+                store_id=store_id,
+                client_id=client_id,
+                triggered_by=item.triggered_by,
+                payload=item.payload,
+                payload_json=text,
+            )
+            for item, client_id, text in zip(items, client_ids, texts, strict=True)
+        ],
+    )
+
+
 async def publish(
     conn: AsyncConnection,
     catalogue: EventCatalogue,
@@ -123,63 +163,75 @@ async def publish(
     idempotency_key: str | None,
     max_event_bytes: int,
 ) -> list[Published]:
-    """Store the events and their jobs; results in input order.
-
-    The integrations are read first, then the events and the jobs of those not seen before are
-    written by one statement (`enqueue.insert_published`), atomic on its own: two round trips on
-    the driver connection, inside the caller's transaction if it has begun one.
-    """
-    texts = _check(items, batch, catalogue, max_event_bytes)
-    client_ids = _client_ids(items, batch, idempotency_key)
-    now = datetime.now(UTC)
-    new = [
-        enqueue.NewEvent(
-            id=uuid7(),
-            client_id=client_id,
-            triggered_by=item.triggered_by,
-            payload=item.payload,
-            payload_json=text,
-        )
-        for item, client_id, text in zip(items, client_ids, texts, strict=True)
-    ]
-    db = await driver_of(conn)
-    candidates = sorted({c for e in new for c in match_candidates(e.triggered_by)})
-    targets = await integrations.live_integrations_observing(db, store_id, candidates)
-    filters = {t.id: payload_filter(t) for t in targets}
-    jobs_total: dict[UUID, int] = {}
-    new_jobs = []
-    for event in new:
-        matched = [
-            t
-            for t in targets
-            if matches(t.observes, event.triggered_by) and filters[t.id](event.payload)
-        ]
-        jobs_total[event.id] = len(matched)
-        new_jobs += [enqueue.NewJob(t.id, event.id, event.triggered_by) for t in matched]
-    inserted = await enqueue.insert_published(db, store_id, new, new_jobs, now)
-
-    repeated = [e.client_id for e in new if e.id not in inserted and e.client_id is not None]
-    existing = await events.events_by_client_id(conn, store_id, repeated)
-    existing_counts = await jobs.job_counts_by_event(
-        conn, [record.id for record in existing.values()]
+    """Store the events and their jobs; results in input order (`prepare`, then `write`)."""
+    prepared = prepare(
+        catalogue,
+        store_id,
+        items,
+        batch=batch,
+        idempotency_key=idempotency_key,
+        max_event_bytes=max_event_bytes,
     )
-    results = []
-    for event in new:
-        if event.id in inserted:
-            record = EventRecord(
-                id=event.id,
-                store_id=store_id,
-                client_id=event.client_id,
-                triggered_by=event.triggered_by,
-                payload=event.payload,
-                created_at=now,
-            )
-            results.append(Published(record, jobs_total.get(event.id, 0), created=True))
-        else:
-            assert event.client_id is not None
-            record = existing[event.client_id]
-            results.append(Published(record, existing_counts.get(record.id, 0), created=False))
+    [results] = await write(conn, [prepared])
     return results
+
+
+async def write(conn: AsyncConnection, requests: Sequence[Prepared]) -> list[list[Published]]:
+    """Store the events of several prepared requests (of any stores) and their jobs; for each
+    request, its results in input order.
+
+    The integrations of each store are read, then every event and the jobs of those not seen
+    before are written by one statement (`enqueue.insert_published`), atomic on its own: one
+    round trip per store and one more on the driver connection, inside the caller's transaction
+    if it has begun one. Requests that name the same client id are settled by the unique index
+    as concurrent ones are: the first is stored, the others answer with it.
+    """
+    now = datetime.now(UTC)
+    db = await driver_of(conn)
+    by_store: dict[UUID, list[enqueue.NewEvent]] = {}
+    for request in requests:
+        by_store.setdefault(request.store_id, []).extend(request.events)
+    jobs_total: dict[UUID, int] = {}
+    new_jobs: list[enqueue.NewJob] = []
+    for store_id, new in by_store.items():
+        candidates = sorted({c for e in new for c in match_candidates(e.triggered_by)})
+        targets = await integrations.live_integrations_observing(db, store_id, candidates)
+        filters = {t.id: payload_filter(t) for t in targets}
+        for event in new:
+            matched = [
+                t
+                for t in targets
+                if matches(t.observes, event.triggered_by) and filters[t.id](event.payload)
+            ]
+            jobs_total[event.id] = len(matched)
+            new_jobs += [enqueue.NewJob(t.id, event.id, event.triggered_by) for t in matched]
+    everything = [event for request in requests for event in request.events]
+    inserted = await enqueue.insert_published(db, everything, new_jobs, now)
+
+    outcome: dict[UUID, Published] = {}
+    for store_id, new in by_store.items():
+        repeated = [e.client_id for e in new if e.id not in inserted and e.client_id is not None]
+        existing = await events.events_by_client_id(conn, store_id, repeated)
+        existing_counts = await jobs.job_counts_by_event(
+            conn, [record.id for record in existing.values()]
+        )
+        for event in new:
+            if event.id in inserted:
+                record = EventRecord(
+                    id=event.id,
+                    store_id=store_id,
+                    client_id=event.client_id,
+                    triggered_by=event.triggered_by,
+                    payload=event.payload,
+                    created_at=now,
+                )
+                outcome[event.id] = Published(record, jobs_total.get(event.id, 0), created=True)
+            else:
+                assert event.client_id is not None
+                record = existing[event.client_id]
+                count = existing_counts.get(record.id, 0)
+                outcome[event.id] = Published(record, count, created=False)
+    return [[outcome[event.id] for event in request.events] for request in requests]
 
 
 TEST_MESSAGE = "A test event sent by the hub to try this integration out; nothing happened."
@@ -210,6 +262,7 @@ async def send_test(conn: AsyncConnection, store_id: UUID, integration_id: UUID)
     }
     event = enqueue.NewEvent(
         id=event_id,
+        store_id=store_id,
         client_id=None,
         triggered_by=TEST_KEY,
         payload=payload,
@@ -217,7 +270,6 @@ async def send_test(conn: AsyncConnection, store_id: UUID, integration_id: UUID)
     )
     await enqueue.insert_published(
         await driver_of(conn),
-        store_id,
         [event],
         [enqueue.NewJob(integration_id, event_id, TEST_KEY)],
         now,

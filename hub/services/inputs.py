@@ -1,4 +1,5 @@
-"""What the use cases take: the validated inputs of publishing, integrations and replays.
+"""What the use cases take: the validated inputs of publishing, integrations, replays and
+access tokens.
 
 Every edge builds these: the API from `{"data": …}` bodies, the AMQP ingest from messages, the
 console from forms. Pydantic checks shapes and bounds here; the use cases check the rest (event
@@ -45,7 +46,10 @@ CONDITIONS_DOC = (
 )
 CONFIGURATION_DOC = (
     "By integration_type: webhook {url, secret_key?}; aws_sqs {url, aws_access_key_id, "
-    "aws_secret_access_key, region}; stomp {addresses, destination, username?, password?}."
+    "aws_secret_access_key, region}; stomp {addresses, destination, username?, password?}; "
+    "amqp {url, exchange, routing_key?, headers?, declare?, exchange_type?}; web_push (a "
+    "browser's PushSubscription) {endpoint, keys: {p256dh, auth}, expirationTime?, ttl?, "
+    "urgency?, topic?}."
 )
 
 
@@ -137,4 +141,22 @@ class ReplayCreate(_In):
         max_length=3,
         description="Replay events whose latest job of the integration ended in one of these "
         'statuses; default `["failed"]`, all three to replay everything that finished.',
+    )
+
+
+class TokenRequest(BaseModel):
+    """An OAuth token request (`POST /oauth/access_token`, form-encoded or JSON), as Elastic
+    Path's clients send it: `grant_type=client_credentials&client_id=…&client_secret=…`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    grant_type: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        description="`client_credentials`; anything else (`implicit` included) is a 400."
+    )
+    client_id: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        description="The key's client id: its first 16 characters, `hub_` and 12 hex digits "
+        "(`hub keys create` and `hub keys list` print it)."
+    )
+    client_secret: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        default=None, description="The API key itself. Required for `client_credentials`."
     )

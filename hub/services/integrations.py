@@ -11,10 +11,12 @@ from uuid import UUID
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from deliverers.config import CONFIG_MODELS, GUARD, SECRET_FIELD_NAMES, mask
+from deliverers import config as transport_config
+from deliverers.config import CONFIG_MODELS, GUARD, secret_at, secret_fields, with_secret
 from hub import conditions
 from hub.errors import NotFound, ValidationFailed
 from hub.events import EventCatalogue, validate_observed
+from hub.services import push
 from hub.services.inputs import IntegrationCreate, IntegrationUpdate
 from hub.services.validation import problems
 from hub.ssrf import SsrfGuard
@@ -23,12 +25,9 @@ from hub.store.records import IntegrationRecord, IntegrationStatusRecord
 
 
 def masked_configuration(integration_type: str, configuration: dict[str, Any]) -> dict[str, Any]:
-    """The configuration as callers may see it: secrets masked as EP does (`mask`)."""
-    secrets_ = CONFIG_MODELS[integration_type].SECRET_FIELDS
-    return {
-        key: mask(value) if key in secrets_ and isinstance(value, str) else value
-        for key, value in configuration.items()
-    }
+    """The configuration as callers may see it: each secret masked as its type shows it (EP's
+    masking, or an AMQP URL without its password)."""
+    return transport_config.masked_configuration(integration_type, configuration)
 
 
 def new_signing_secret() -> str:
@@ -46,6 +45,8 @@ def _check_observes(observes: list[str], catalogue: EventCatalogue) -> list[tupl
         found.append(("observes lists a key more than once", "data.observes"))
     return found
 
+
+WEB_PUSH = "web_push"
 
 #: Without a guard of the caller's, targets must be public (no internal network is allowed).
 STRICT = SsrfGuard()
@@ -96,6 +97,8 @@ async def create(
     found += condition_problems
     if found:
         raise ValidationFailed(found)
+    if data.integration_type == WEB_PUSH:
+        await push.vapid_key(conn, store_id)  # its pushes are signed with the store's key
     return await integrations.insert_integration(
         conn,
         store_id=store_id,
@@ -109,7 +112,7 @@ async def create(
         conditions=canonical,
         max_in_flight=data.max_in_flight,
         rate_limit=data.rate_limit,
-        secret_fields=SECRET_FIELD_NAMES,
+        secret_fields=secret_fields(data.integration_type),
     )
 
 
@@ -120,15 +123,16 @@ def _merge_configuration(
     if new_type != current.integration_type:
         return dict(given)
     merged = dict(current.configuration)
-    secrets_ = CONFIG_MODELS[new_type].SECRET_FIELDS
     for key, value in given.items():
-        stored = current.configuration.get(key)
-        if key in secrets_ and isinstance(stored, str) and value == mask(stored):
-            continue  # the masked value echoed back from a GET: keep the secret
         if value is None:
             merged.pop(key, None)
         else:
             merged[key] = value
+    model = CONFIG_MODELS[new_type]
+    for path in model.SECRET_FIELDS:
+        stored = secret_at(current.configuration, path)
+        if isinstance(stored, str) and secret_at(merged, path) == model.mask_secret(path, stored):
+            merged = with_secret(merged, path, stored)  # echoed back masked: keep the secret
     return merged
 
 
@@ -179,12 +183,14 @@ async def update(
         changes["conditions"] = canonical
     if found:
         raise ValidationFailed(found)
+    if new_type == WEB_PUSH and current.integration_type != WEB_PUSH:
+        await push.vapid_key(conn, store_id)
     if changes.get("enabled") is True:
         changes["disabled_reason"] = None
     if "enabled" in changes and changes["enabled"] != current.enabled:
         changes["failing_since"] = None  # the circuit breaker's clock starts afresh
     record = await integrations.update_integration(
-        conn, store_id, integration_id, changes, secret_fields=SECRET_FIELD_NAMES
+        conn, store_id, integration_id, changes, secret_fields=secret_fields(new_type)
     )
     if record is None:
         raise NotFound()

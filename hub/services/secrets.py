@@ -9,9 +9,10 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from deliverers.config import SECRET_FIELD_NAMES
+from deliverers.config import secret_fields
 from hub.crypto import MARKER, Keyring, is_sealed_text, is_sealed_value
 from hub.store import integrations as integration_store
+from hub.store import vapid
 
 BATCH = 500
 
@@ -25,6 +26,8 @@ class RotationReport:
     time)."""
     were_clear: int
     """Of those, values that had been stored in clear (written before encryption)."""
+    vapid_keys: int = 0
+    """Stores' VAPID private keys re-encrypted."""
 
 
 def _reseal_text(keyring: Keyring, stored: str) -> tuple[str, bool]:
@@ -34,25 +37,32 @@ def _reseal_text(keyring: Keyring, stored: str) -> tuple[str, bool]:
 
 
 def _reseal_configuration(
-    keyring: Keyring, stored: dict[str, Any]
+    keyring: Keyring, stored: dict[str, Any], paths: frozenset[str], prefix: str = ""
 ) -> tuple[dict[str, Any], int, int]:
+    """`stored` with every secret (encrypted at any depth, or in clear at one of the dotted
+    `paths`) encrypted with the first key; how many values that is, how many were in clear."""
     out: dict[str, Any] = {}
     values = clear = 0
     for key, value in stored.items():
+        path = prefix + key
         if is_sealed_value(value):
             out[key] = {MARKER: keyring.reencrypt(value[MARKER])}
             values += 1
-        elif key in SECRET_FIELD_NAMES and isinstance(value, str):
+        elif path in paths and isinstance(value, str):
             out[key] = {MARKER: keyring.encrypt(value)}
             values += 1
             clear += 1
+        elif isinstance(value, dict):
+            out[key], n, c = _reseal_configuration(keyring, value, paths, path + ".")
+            values, clear = values + n, clear + c
         else:
             out[key] = value
     return out, values, clear
 
 
 async def reencrypt_all(engine: AsyncEngine, keyring: Keyring) -> RotationReport:
-    """Rewrite every integration's secrets encrypted with `keyring`'s first key.
+    """Rewrite every integration's secrets (and every store's VAPID private key) encrypted with
+    `keyring`'s first key.
 
     Values may be encrypted with any key of `keyring`, or in clear (rows from before
     encryption); each batch of rows is rewritten in its own transaction, so the command can be
@@ -64,7 +74,9 @@ async def reencrypt_all(engine: AsyncEngine, keyring: Keyring) -> RotationReport
         async with engine.begin() as conn:
             batch = await integration_store.stored_secrets(conn, after=after, limit=BATCH)
             for row in batch:
-                configuration, n, clear = _reseal_configuration(keyring, row.configuration)
+                configuration, n, clear = _reseal_configuration(
+                    keyring, row.configuration, secret_fields(row.integration_type)
+                )
                 signing, was_clear = _reseal_text(keyring, row.signing_secret)
                 n, clear = n + 1, clear + was_clear
                 previous = row.previous_signing_secret
@@ -78,8 +90,26 @@ async def reencrypt_all(engine: AsyncEngine, keyring: Keyring) -> RotationReport
                 values += n
                 were_clear += clear
         if len(batch) < BATCH:
-            return RotationReport(integrations, values, were_clear)
+            break
         after = batch[-1].id
+    vapid_keys = await _reseal_vapid_keys(engine, keyring)
+    return RotationReport(integrations, values, were_clear, vapid_keys)
+
+
+async def _reseal_vapid_keys(engine: AsyncEngine, keyring: Keyring) -> int:
+    """Re-encrypt every store's VAPID private key with the first key; how many there were."""
+    after: UUID | None = None
+    count = 0
+    while True:
+        async with engine.begin() as conn:
+            batch = await vapid.sealed_vapid_keys(conn, after=after, limit=BATCH)
+            for key in batch:
+                resealed, _ = _reseal_text(keyring, key.private_key)
+                await vapid.rewrite_vapid_key(conn, vapid.SealedVapidKey(key.store_id, resealed))
+            count += len(batch)
+        if len(batch) < BATCH:
+            return count
+        after = batch[-1].store_id
 
 
 async def check_readable(engine: AsyncEngine, keyring: Keyring) -> None:

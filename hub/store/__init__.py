@@ -5,9 +5,10 @@ The modules:
 - `models` (the schema and its `Table`s), `records` (the frozen records handed up), `engine`
   (the engine, the driver connection, migrations), `compiled` (statements compiled once, and the
   literals that match partial indexes);
-- the API's aggregates: `stores` (stores and API keys), `integrations` (with publishing's fan-out
-  read, the signing secrets, the secrets at rest, and cancelling or resuming its waiting jobs),
-  `events`, `jobs` and `logs` (with an integration's status);
+- the API's aggregates: `stores` (stores, API keys and their access tokens), `integrations`
+  (with publishing's fan-out read, the signing secrets, the secrets at rest, and cancelling or
+  resuming its waiting jobs), `events`, `jobs` and `logs` (with an integration's status), whose
+  lists take `listing`'s typed conditions and orders;
 - the queue, by job phase: `enqueue` (publishing's insert, the wake-up NOTIFY, a manual retry),
   `claiming` (leases, and a claimed job held, cancelled or given back), `attempts` (recording an
   attempt, a 410's switch-off), with `breaker` (the circuit breaker's clock and trip), `replays`
@@ -50,7 +51,8 @@ integration that come back from flight are held at claim time too.
    API's and the CLI's reads and writes, a manual retry, replays, retention, a stopping worker's
    release, resuming held jobs, the heartbeat and the status, console sessions.
 2. *asyncpg prepared statements* for the hot paths, the statements that run for every published
-   event, every request or every delivery attempt: the key check (`stores.find_active_key`),
+   event, every request or every delivery attempt: the key check (`stores.find_active_key`,
+   `stores.find_active_token`),
    fan-out (`integrations.live_integrations_observing`), the publish insert and its wake-up
    (`enqueue`), the worker's loop (`claiming`: claim, hold, cancel, release stalled, next due) and
    recording (`attempts`, `breaker`). Their SQL is a constant string in capitals beside its

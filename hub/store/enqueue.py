@@ -30,6 +30,7 @@ CHANNEL = "hub_jobs"
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     id: UUID
+    store_id: UUID
     client_id: str | None
     triggered_by: str
     payload: dict[str, Any]
@@ -46,24 +47,25 @@ class NewJob:
 
 async def insert_published(
     db: asyncpg.Connection,
-    store_id: UUID,
     new_events: Sequence[NewEvent],
     new_jobs: Sequence[NewJob],
     now: datetime,
 ) -> set[UUID]:
-    """Insert events and their pending jobs (due now) in one statement, and wake the workers.
+    """Insert events (of any stores) and their pending jobs (due now) in one statement, and wake
+    the workers.
 
-    An event whose client id the store has already used is skipped, and so are its jobs: the ids
-    actually inserted are returned. One statement is atomic on its own, so no transaction is
-    needed around it (it joins the caller's if there is one).
+    An event whose client id its store has already used is skipped, and so are its jobs (and so
+    is the second of two events with one client id in `new_events`): the ids actually inserted
+    are returned. One statement is atomic on its own, so no transaction is needed around it (it
+    joins the caller's if there is one).
     """
     if not new_events:
         return set()
     rows = await db.fetch(
         _INSERT_PUBLISHED,
-        store_id,
         now,
         [e.id for e in new_events],
+        [e.store_id for e in new_events],
         [e.client_id for e in new_events],
         [e.triggered_by for e in new_events],
         [e.payload_json for e in new_events],
@@ -99,20 +101,21 @@ async def _wake_after_commit(db: asyncpg.Connection) -> None:
 _INSERT_PUBLISHED = """
     WITH inserted AS (
         INSERT INTO events (id, store_id, client_id, triggered_by, payload, created_at)
-        SELECT e.id, $1, e.client_id, e.triggered_by, e.payload, $2
-        FROM unnest($3::uuid[], $4::text[], $5::text[], $6::jsonb[])
-             AS e(id, client_id, triggered_by, payload)
+        SELECT e.id, e.store_id, e.client_id, e.triggered_by, e.payload, $1
+        FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::jsonb[])
+             AS e(id, store_id, client_id, triggered_by, payload)
         ON CONFLICT (store_id, client_id) WHERE client_id IS NOT NULL DO NOTHING
-        RETURNING id
+        RETURNING id, store_id
     ), queued AS (
         INSERT INTO integration_jobs (
             id, store_id, event_id, integration_id, triggered_by, status, attempts,
             next_attempt_at, created_at, updated_at
         )
-        SELECT j.id, $1, j.event_id, j.integration_id, j.triggered_by, 'pending', 0, $2, $2, $2
+        SELECT j.id, i.store_id, j.event_id, j.integration_id, j.triggered_by, 'pending', 0,
+               $1, $1, $1
         FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::text[])
              AS j(id, event_id, integration_id, triggered_by)
-        WHERE j.event_id IN (SELECT id FROM inserted)
+        JOIN inserted AS i ON i.id = j.event_id
     )
     SELECT id FROM inserted
 """

@@ -23,8 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import crypto
 from hub.ids import uuid7
+from hub.store import listing
 from hub.store.compiled import CANCELLED, HELD, PENDING, Compiled
 from hub.store.enqueue import notify
+from hub.store.listing import NEWEST_FIRST, Condition, Order
 from hub.store.models import integrations, jobs
 from hub.store.records import IntegrationRecord, Page
 
@@ -93,31 +95,42 @@ async def insert_integration(
     return _integration(row)
 
 
-@dataclass(frozen=True, slots=True)
-class IntegrationFilter:
-    enabled: bool | None = None
-    integration_type: str | None = None
-    observes_any: tuple[str, ...] | None = None
-    """Integrations whose `observes` shares an entry with these."""
+#: What an integration list can be filtered on (`hub.store.listing`).
+FILTERABLE = {
+    "name": integrations.c.name,
+    "description": integrations.c.description,
+    "enabled": integrations.c.enabled,
+    "integration_type": integrations.c.integration_type,
+    "observes": integrations.c.observes,
+    "created_at": integrations.c.created_at,
+    "updated_at": integrations.c.updated_at,
+}
+#: …and sorted on.
+SORTABLE = {
+    "name": integrations.c.name,
+    "created_at": integrations.c.created_at,
+    "updated_at": integrations.c.updated_at,
+}
 
 
 async def list_integrations(
-    conn: AsyncConnection, store_id: UUID, flt: IntegrationFilter, *, limit: int, offset: int
+    conn: AsyncConnection,
+    store_id: UUID,
+    conditions: Sequence[Condition] = (),
+    *,
+    order: Order = NEWEST_FIRST,
+    limit: int,
+    offset: int,
 ) -> Page[IntegrationRecord]:
-    where = [integrations.c.store_id == store_id, _LIVE]
-    if flt.enabled is not None:
-        where.append(integrations.c.enabled.is_(flt.enabled))
-    if flt.integration_type is not None:
-        where.append(integrations.c.integration_type == flt.integration_type)
-    if flt.observes_any is not None:
-        where.append(integrations.c.observes.overlap(list(flt.observes_any)))
+    """The store's live integrations that meet every condition, a page in `order`."""
+    where = [integrations.c.store_id == store_id, _LIVE, *listing.where(conditions, FILTERABLE)]
     total = (
         await conn.execute(select(func.count()).select_from(integrations).where(*where))
     ).scalar_one()
     rows = await conn.execute(
         select(integrations)
         .where(*where)
-        .order_by(integrations.c.created_at.desc(), integrations.c.id.desc())
+        .order_by(*listing.order_by(order, SORTABLE, integrations.c.id))
         .limit(limit)
         .offset(offset)
     )
@@ -286,6 +299,8 @@ class StoredSecrets:
     configuration: dict[str, Any]
     signing_secret: str
     previous_signing_secret: str | None
+    integration_type: str = ""
+    """Which fields of `configuration` are secrets depends on it (read only)."""
 
 
 async def stored_secrets(
@@ -297,12 +312,19 @@ async def stored_secrets(
         integrations.c.configuration,
         integrations.c.signing_secret,
         integrations.c.previous_signing_secret,
+        integrations.c.integration_type,
     )
     if after is not None:
         query = query.where(integrations.c.id > after)
     rows = await conn.execute(query.order_by(integrations.c.id).limit(limit).with_for_update())
     return [
-        StoredSecrets(r.id, dict(r.configuration), r.signing_secret, r.previous_signing_secret)
+        StoredSecrets(
+            r.id,
+            dict(r.configuration),
+            r.signing_secret,
+            r.previous_signing_secret,
+            r.integration_type,
+        )
         for r in rows
     ]
 

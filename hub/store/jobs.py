@@ -7,14 +7,14 @@ found in the store). The queue's writes to jobs are the phase modules' (`hub.sto
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.store import listing
+from hub.store.listing import NEWEST_FIRST, Condition, Order
 from hub.store.models import jobs
 from hub.store.records import JobRecord, Page
 
@@ -37,37 +37,39 @@ def job_record(row: Any) -> JobRecord:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class JobFilter:
-    status: tuple[str, ...] | None = None
-    triggered_by: tuple[str, ...] | None = None
-    created_gte: datetime | None = None
-    created_lte: datetime | None = None
+#: What a job list can be filtered on (`hub.store.listing`).
+FILTERABLE = {
+    "status": jobs.c.status,
+    "triggered_by": jobs.c.triggered_by,
+    "created_at": jobs.c.created_at,
+    "updated_at": jobs.c.updated_at,
+    "completed_at": jobs.c.completed_at,
+}
+#: …and sorted on.
+SORTABLE = {"created_at": jobs.c.created_at, "updated_at": jobs.c.updated_at}
 
 
 async def list_jobs(
     conn: AsyncConnection,
     store_id: UUID,
     integration_id: UUID,
-    flt: JobFilter,
+    conditions: Sequence[Condition] = (),
     *,
+    order: Order = NEWEST_FIRST,
     limit: int,
     offset: int,
 ) -> Page[JobRecord]:
-    where = [jobs.c.store_id == store_id, jobs.c.integration_id == integration_id]
-    if flt.status:
-        where.append(jobs.c.status.in_(flt.status))
-    if flt.triggered_by:
-        where.append(jobs.c.triggered_by.in_(flt.triggered_by))
-    if flt.created_gte is not None:
-        where.append(jobs.c.created_at >= flt.created_gte)
-    if flt.created_lte is not None:
-        where.append(jobs.c.created_at <= flt.created_lte)
+    """The integration's jobs that meet every condition, a page in `order`."""
+    where = [
+        jobs.c.store_id == store_id,
+        jobs.c.integration_id == integration_id,
+        *listing.where(conditions, FILTERABLE),
+    ]
     total = (await conn.execute(select(func.count()).select_from(jobs).where(*where))).scalar_one()
     rows = await conn.execute(
         select(jobs)
         .where(*where)
-        .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+        .order_by(*listing.order_by(order, SORTABLE, jobs.c.id))
         .limit(limit)
         .offset(offset)
     )

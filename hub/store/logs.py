@@ -4,6 +4,7 @@ and logs. One row per attempt, written only by `hub.store.attempts`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -12,6 +13,8 @@ from uuid import UUID
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.store import listing
+from hub.store.listing import NEWEST_FIRST, Condition, Order
 from hub.store.models import jobs, logs
 from hub.store.records import (
     IntegrationRecord,
@@ -38,32 +41,50 @@ def _log(row: Any) -> LogRecord:
     )
 
 
+#: What a log list can be filtered on (`hub.store.listing`).
+FILTERABLE = {
+    "succeeded": logs.c.succeeded,
+    "status_code": logs.c.status_code,
+    "attempt": logs.c.attempt,
+    "created_at": logs.c.created_at,
+}
+#: …and sorted on.
+SORTABLE = {"created_at": logs.c.created_at}
+
+
 @dataclass(frozen=True, slots=True)
-class LogFilter:
+class LogScope:
+    """Whose logs: the whole store's, one integration's, or one job's."""
+
     integration_id: UUID | None = None
     job_id: UUID | None = None
-    succeeded: bool | None = None
 
 
 async def list_logs(
-    conn: AsyncConnection, store_id: UUID, flt: LogFilter, *, limit: int, offset: int
+    conn: AsyncConnection,
+    store_id: UUID,
+    scope: LogScope,
+    conditions: Sequence[Condition] = (),
+    *,
+    order: Order | None = None,
+    limit: int,
+    offset: int,
 ) -> Page[LogRecord]:
-    where = [logs.c.store_id == store_id]
-    if flt.integration_id is not None:
-        where.append(logs.c.integration_id == flt.integration_id)
-    if flt.job_id is not None:
-        where.append(logs.c.job_id == flt.job_id)
-    if flt.succeeded is not None:
-        where.append(logs.c.succeeded.is_(flt.succeeded))
+    """The scope's logs that meet every condition, a page in `order`; by default newest first
+    (a job's: newest attempt first)."""
+    where = [logs.c.store_id == store_id, *listing.where(conditions, FILTERABLE)]
+    if scope.integration_id is not None:
+        where.append(logs.c.integration_id == scope.integration_id)
+    if scope.job_id is not None:
+        where.append(logs.c.job_id == scope.job_id)
     total = (await conn.execute(select(func.count()).select_from(logs).where(*where))).scalar_one()
-    order = (
-        (logs.c.attempt.desc(), logs.c.id.desc())
-        if flt.job_id is not None
-        else (logs.c.created_at.desc(), logs.c.id.desc())
-    )
-    rows = await conn.execute(
-        select(logs).where(*where).order_by(*order).limit(limit).offset(offset)
-    )
+    if order is not None:
+        by = listing.order_by(order, SORTABLE, logs.c.id)
+    elif scope.job_id is not None:
+        by = (logs.c.attempt.desc(), logs.c.id.desc())
+    else:
+        by = listing.order_by(NEWEST_FIRST, SORTABLE, logs.c.id)
+    rows = await conn.execute(select(logs).where(*where).order_by(*by).limit(limit).offset(offset))
     return Page([_log(r) for r in rows], total)
 
 

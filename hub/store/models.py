@@ -1,5 +1,5 @@
-"""The schema: stores, API keys, integrations, events, jobs and logs; and around them the
-deployment's live processes and the console's sessions.
+"""The schema: stores, API keys and their access tokens, integrations, events, jobs and logs,
+and VAPID keys; and around them the deployment's live processes and the console's sessions.
 
 Alembic's migrations are the source of truth for the database; these tables mirror them, and a
 test proves the two agree. The queue columns of `integration_jobs` (status, attempts,
@@ -43,6 +43,8 @@ JOB_STATUSES = ("pending", "delivering", "succeeded", "failed", "cancelled", "he
 integration makes held jobs pending again."""
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 ROLES = ("view", "manage", "publish", "admin")
+INTEGRATION_TYPES = ("webhook", "aws_sqs", "stomp", "amqp", "web_push")
+"""What the schema admits; each has a configuration model in `deliverers.config`."""
 PROCESS_ROLES = ("api", "worker", "api+worker")
 """What a registered process runs: `hub serve --no-worker`, `hub worker`, `hub serve`."""
 
@@ -82,14 +84,31 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = _ts(nullable=True)
 
 
+class AccessToken(Base):
+    """A short-lived bearer token issued for a key (`POST /oauth/access_token`), stored as the
+    SHA-256 of the whole token; `prefix` finds it. It dies with its key: deleting the key
+    deletes it, and the lookup ignores the tokens of revoked keys."""
+
+    __tablename__ = "access_tokens"
+    __table_args__ = (
+        Index("ix_access_tokens_expires_at", "expires_at"),
+        Index("ix_access_tokens_key_id", "key_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    prefix: Mapped[str] = mapped_column(Text, unique=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _ts()
+
+
 class Integration(Base):
     """An operator's subscription of one target to some event keys."""
 
     __tablename__ = "integrations"
     __table_args__ = (
-        CheckConstraint(
-            "integration_type IN ('webhook', 'aws_sqs', 'stomp')", name="integration_type"
-        ),
+        CheckConstraint(f"integration_type IN {INTEGRATION_TYPES!r}", name="integration_type"),
         CheckConstraint("cardinality(observes) > 0", name="observes_not_empty"),
         CheckConstraint("max_in_flight IS NULL OR max_in_flight > 0", name="max_in_flight"),
         CheckConstraint("rate_limit IS NULL OR rate_limit > 0", name="rate_limit"),
@@ -132,6 +151,22 @@ class Integration(Base):
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
     deleted_at: Mapped[datetime | None] = _ts(nullable=True)
+
+
+class VapidKey(Base):
+    """A store's VAPID key pair (RFC 8292), which signs its Web Push deliveries: made on first
+    use, replaced by a rotation. `private_key` is stored encrypted (`hub.crypto`)."""
+
+    __tablename__ = "vapid_keys"
+
+    store_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True
+    )
+    public_key: Mapped[str] = mapped_column(Text)
+    """The uncompressed P-256 point in base64url: browsers' `applicationServerKey`."""
+    private_key: Mapped[str] = mapped_column(Text)
+    """The private scalar in base64url, sealed (`enc:v1:…`)."""
+    created_at: Mapped[datetime] = _ts()
 
 
 class Event(Base):
@@ -347,10 +382,12 @@ class ConsoleSession(Base):
 # The tables as the expression language writes queries against them (`hub.store`'s SQL rule).
 stores = cast(Table, Store.__table__)
 api_keys = cast(Table, ApiKey.__table__)
+access_tokens = cast(Table, AccessToken.__table__)
 integrations = cast(Table, Integration.__table__)
 events = cast(Table, Event.__table__)
 replays = cast(Table, Replay.__table__)
 jobs = cast(Table, IntegrationJob.__table__)
 logs = cast(Table, IntegrationLog.__table__)
+vapid_keys = cast(Table, VapidKey.__table__)
 processes = cast(Table, HubProcess.__table__)
 console_sessions = cast(Table, ConsoleSession.__table__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -129,6 +129,16 @@ class ReplayRecord:
     created_at: datetime
     jobs: dict[str, int]
     """Its jobs by current status; statuses without jobs are absent."""
+
+
+@dataclass(frozen=True, slots=True)
+class VapidKeyRecord:
+    """A store's VAPID key pair, its private half decrypted."""
+
+    store_id: UUID
+    public_key: str
+    private_key: str = field(repr=False)
+    created_at: datetime
 
 
 T = TypeVar("T")

@@ -16,7 +16,11 @@ this order:
    `ix_integration_jobs_event`): idempotency keys are remembered for the retention period;
 3. replays older than the cutoff that no job refers to any more;
 4. console sessions that have expired (`ix_console_sessions_expires`), whatever the retention
-   period (even with none: `before` None skips the first three).
+   period;
+5. access tokens that have expired (`ix_access_tokens_expires_at`), whatever the retention
+   period: an expired token can never be used again. With no retention period (`before`
+   None, `HUB_RETENTION_DAYS=0`) a pass does only these last two; `purge_expired_tokens` is
+   step 5 on its own.
 
 Unfinished jobs (pending, delivering, held) and their logs are never touched, however old.
 One worker purges at a time (a transaction-level advisory lock); the others skip their turn.
@@ -81,6 +85,16 @@ _EXPIRED = (
 PURGE_SESSIONS = delete(models.console_sessions).where(
     models.console_sessions.c.id_hash == any_(func.array(_EXPIRED))
 )
+_EXPIRED_TOKENS = func.array(
+    select(models.access_tokens.c.id)
+    .where(models.access_tokens.c.expires_at < func.now())
+    .order_by(models.access_tokens.c.expires_at)
+    .limit(_BATCH)
+    .scalar_subquery()
+)
+PURGE_TOKENS = delete(models.access_tokens).where(
+    models.access_tokens.c.id == any_(_EXPIRED_TOKENS)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,18 +106,19 @@ class Purged:
     events: int = 0
     replays: int = 0
     sessions: int = 0
+    tokens: int = 0
     full: bool = False
     skipped: bool = False
     """Another worker was purging: this pass did nothing."""
 
     @property
     def total(self) -> int:
-        return self.logs + self.jobs + self.events + self.replays + self.sessions
+        return self.logs + self.jobs + self.events + self.replays + self.sessions + self.tokens
 
 
 async def purge(conn: AsyncConnection, *, before: datetime | None, batch: int = BATCH) -> Purged:
     """One pass: at most `batch` rows of each kind older than `before` (None: no jobs, events
-    or replays, only expired sessions), in the caller's transaction (see the module
+    or replays, only expired sessions and tokens), in the caller's transaction (see the module
     docstring)."""
     locked = (
         await conn.execute(select(func.pg_try_advisory_xact_lock(RETENTION_LOCK_ID)))
@@ -111,8 +126,9 @@ async def purge(conn: AsyncConnection, *, before: datetime | None, batch: int = 
     if not locked:
         return Purged(skipped=True)
     sessions = (await conn.execute(PURGE_SESSIONS, {"batch": batch})).rowcount
+    tokens = (await conn.execute(PURGE_TOKENS, {"batch": batch})).rowcount
     if before is None:
-        return Purged(sessions=sessions, full=sessions >= batch)
+        return Purged(sessions=sessions, tokens=tokens, full=max(sessions, tokens) >= batch)
     window = {"before": before, "batch": batch}
     picked: list[UUID] = [row.id for row in await conn.execute(PICK_JOBS, window)]
     logs = jobs = 0
@@ -121,7 +137,19 @@ async def purge(conn: AsyncConnection, *, before: datetime | None, batch: int = 
         jobs = (await conn.execute(PURGE_JOBS, {"ids": picked})).rowcount
     events = (await conn.execute(PURGE_EVENTS, window)).rowcount
     replays = (await conn.execute(PURGE_REPLAYS, window)).rowcount
-    full = max(jobs, events, replays, sessions) >= batch
+    full = max(jobs, events, replays, sessions, tokens) >= batch
     return Purged(
-        logs=logs, jobs=jobs, events=events, replays=replays, sessions=sessions, full=full
+        logs=logs,
+        jobs=jobs,
+        events=events,
+        replays=replays,
+        sessions=sessions,
+        tokens=tokens,
+        full=full,
     )
+
+
+async def purge_expired_tokens(conn: AsyncConnection, *, batch: int = BATCH) -> Purged:
+    """Step 5 alone: at most `batch` expired access tokens (see the module docstring)."""
+    tokens = (await conn.execute(PURGE_TOKENS, {"batch": batch})).rowcount
+    return Purged(tokens=tokens, full=tokens >= batch)

@@ -1,11 +1,13 @@
-"""Stores (the tenants) and their API keys.
+"""Stores (the tenants), their API keys, and the keys' access tokens.
 
-The key check (`find_active_key`) runs for every request and every consumed message: it is a
-prepared statement on the driver connection (`hub.store`'s SQL rule).
+The key check (`find_active_key`, `find_active_token`) runs for every request and every
+consumed message: each is one prepared statement on the driver connection (`hub.store`'s SQL
+rule).
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -15,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.ids import uuid7
-from hub.store.models import api_keys, stores
+from hub.store.models import access_tokens, api_keys, stores
 from hub.store.records import ApiKeyRecord, StoreRecord
 
 
@@ -100,6 +102,57 @@ _FIND_ACTIVE_KEY = """
            k.revoked_at, k.key_hash
     FROM api_keys AS k JOIN stores AS s ON s.id = k.store_id
     WHERE k.prefix = $1 AND k.revoked_at IS NULL
+"""
+
+
+async def insert_token(
+    conn: AsyncConnection, *, key_id: UUID, prefix: str, token_hash: bytes, ttl: timedelta
+) -> datetime:
+    """Store a new access token of the key, valid for `ttl` from the database's clock (the one
+    the lookup compares with); its expiry."""
+    expires_at: datetime = (
+        await conn.execute(
+            insert(access_tokens)
+            .values(
+                id=uuid7(),
+                key_id=key_id,
+                prefix=prefix,
+                token_hash=token_hash,
+                expires_at=func.now() + ttl,
+            )
+            .returning(access_tokens.c.expires_at)
+        )
+    ).scalar_one()
+    return expires_at
+
+
+async def find_active_token(
+    db: asyncpg.Connection, prefix: str
+) -> tuple[ApiKeyRecord, bytes] | None:
+    """The key of the unexpired token with this prefix, if that key is not revoked, and the
+    token's stored hash (on the driver connection, like `find_active_key`)."""
+    row = await db.fetchrow(_FIND_ACCESS, prefix)
+    if row is None:
+        return None
+    key = ApiKeyRecord(
+        id=row["id"],
+        store_id=row["store_id"],
+        store_name=row["store_name"],
+        role=row["role"],
+        prefix=row["prefix"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+    return key, bytes(row["token_hash"])
+
+
+_FIND_ACCESS = """
+    SELECT k.id, k.store_id, s.name AS store_name, k.role, k.prefix, k.created_at,
+           k.revoked_at, t.token_hash
+    FROM access_tokens AS t
+    JOIN api_keys AS k ON k.id = t.key_id
+    JOIN stores AS s ON s.id = k.store_id
+    WHERE t.prefix = $1 AND t.expires_at > now() AND k.revoked_at IS NULL
 """
 
 

@@ -182,16 +182,16 @@ def claimed(
     )
 
 
-def test_a_target_is_built_once_per_version_of_its_integration(
+async def test_a_target_is_built_once_per_version_of_its_integration(
     secrets_keyring: crypto.Keyring,
 ) -> None:
     targets = Targets()
     integration = uuid4()
     at = datetime.now(UTC)
 
-    first = targets.get(claimed(integration, updated_at=at))
-    again = targets.get(claimed(integration, updated_at=at))
-    changed = targets.get(
+    first = await targets.get(claimed(integration, updated_at=at))
+    again = await targets.get(claimed(integration, updated_at=at))
+    changed = await targets.get(
         claimed(
             integration,
             updated_at=at + timedelta(microseconds=1),
@@ -199,7 +199,7 @@ def test_a_target_is_built_once_per_version_of_its_integration(
         )
     )
     previous = secrets_keyring.seal_text("whsec_" + "QUJDREVGR0hJSktMTU5PUA==")
-    lapsing = targets.get(
+    lapsing = await targets.get(
         claimed(
             integration, updated_at=at + timedelta(microseconds=1), previous_signing_secret=previous
         )
@@ -213,21 +213,21 @@ def test_a_target_is_built_once_per_version_of_its_integration(
     assert len(targets) == 1, "one target per integration"
 
 
-def test_the_least_recently_used_target_goes_first_when_the_cache_is_full() -> None:
+async def test_the_least_recently_used_target_goes_first_when_the_cache_is_full() -> None:
     targets = Targets(size=2)
     at = datetime.now(UTC)
     a, b, c = uuid4(), uuid4(), uuid4()
-    kept = targets.get(claimed(a, updated_at=at))
-    targets.get(claimed(b, updated_at=at))
-    targets.get(claimed(a, updated_at=at))  # a is used again: b is now the oldest
+    kept = await targets.get(claimed(a, updated_at=at))
+    await targets.get(claimed(b, updated_at=at))
+    await targets.get(claimed(a, updated_at=at))  # a is used again: b is now the oldest
 
-    targets.get(claimed(c, updated_at=at))
+    await targets.get(claimed(c, updated_at=at))
 
     assert len(targets) == 2
-    assert targets.get(claimed(a, updated_at=at)) is kept
+    assert await targets.get(claimed(a, updated_at=at)) is kept
 
 
-def test_a_target_that_cannot_be_built_is_not_kept() -> None:
+async def test_a_target_that_cannot_be_built_is_not_kept() -> None:
     targets = Targets()
     integration = uuid4()
     at = datetime.now(UTC)
@@ -235,6 +235,6 @@ def test_a_target_that_cannot_be_built_is_not_kept() -> None:
 
     for _ in range(2):
         with pytest.raises(ValidationError):
-            targets.get(broken)
+            await targets.get(broken)
 
     assert len(targets) == 0

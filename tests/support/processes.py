@@ -134,6 +134,12 @@ class Processes:
             "api", "serve", "--no-worker", "--no-migrate", "--port", str(port), *args
         )
 
+    async def start_serve(self, port: int, *, timeout: float = 30) -> subprocess.Popen[bytes]:
+        """`hub serve` (API and dispatcher) on `port` of 127.0.0.1, once `/readyz` says so."""
+        process = self._spawn("serve", "serve", "--host", "127.0.0.1", "--port", str(port))
+        await self.wait_ready(process, port, timeout)
+        return process
+
     async def wait_ready(
         self, process: subprocess.Popen[bytes], port: int, timeout: float = 30
     ) -> None:
@@ -172,7 +178,7 @@ class Processes:
     def output(self) -> str:
         """Every process's output, for a failing test's report."""
         parts = []
-        for path in sorted([*self.log_dir.glob("worker-*.log"), *self.log_dir.glob("api-*.log")]):
+        for path in sorted(self.log_dir.glob("*.log")):
             parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}")
         return "\n".join(parts)
 

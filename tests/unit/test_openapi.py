@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from deliverers.config import CONFIG_MODELS
 from hub.api import schemas
+from hub.api.oauth import oauth
 from hub.api.openapi import build_openapi, openapi_routes
 from hub.api.openapi.examples import BODY_EXAMPLES
 from hub.api.ops import ops
@@ -40,7 +41,7 @@ def _registered(table: web.RouteTableDef) -> list[tuple[str, str]]:
 
 
 API_ROUTES = _registered(routes)
-ALL_ROUTES = API_ROUTES + _registered(ops) + _registered(openapi_routes)
+ALL_ROUTES = API_ROUTES + _registered(ops) + _registered(openapi_routes) + _registered(oauth)
 
 
 @pytest.fixture(scope="module")
@@ -234,10 +235,16 @@ def test_list_operations_page_and_answer_the_list_envelope(doc: dict[str, Any]) 
         lists += 1
         assert "page[offset]" in names
         schema = _deref(doc, operation["responses"]["200"]["content"]["application/json"]["schema"])
-        assert schema["required"] == ["data", "links", "meta"], (method, path)
         assert schema["properties"]["data"]["type"] == "array"
         assert schema["properties"]["links"] == {"$ref": "#/components/schemas/ListLinks"}
-        assert schema["properties"]["meta"] == {"$ref": "#/components/schemas/ListMeta"}
+        assert {"filter", "sort"} <= names, (method, path)
+        if path.endswith("/logs"):  # with EP's log list fields
+            assert schema["required"] == ["data", "links", "meta", "results"], (method, path)
+            assert schema["properties"]["meta"] == {"$ref": "#/components/schemas/LogListMeta"}
+            assert schema["properties"]["results"] == {"$ref": "#/components/schemas/ResultsMeta"}
+        else:
+            assert schema["required"] == ["data", "links", "meta"], (method, path)
+            assert schema["properties"]["meta"] == {"$ref": "#/components/schemas/ListMeta"}
     assert lists == 5
 
 
@@ -251,6 +258,26 @@ def test_filters_are_documented(doc: dict[str, Any]) -> None:
     )
     assert "filter[status]" in names("get", "/v2/integrations/{id}/jobs")
     assert "filter[succeeded]" in names("get", "/v2/integrations/logs")
+    for path in ("/v2/integrations/logs", "/v2/integrations/{id}/logs"):
+        assert {"filter[created_at][gte]", "filter[created_at][lte]"} <= names("get", path)
+
+
+def test_the_token_endpoint_takes_forms_and_json_and_answers_eps_body(
+    doc: dict[str, Any],
+) -> None:
+    operation = doc["paths"]["/oauth/access_token"]["post"]
+    content = operation["requestBody"]["content"]
+    assert set(content) == {"application/x-www-form-urlencoded", "application/json"}
+    assert operation["security"] == []
+    assert {"200", "400", "401", "415", "422"} <= set(operation["responses"])
+    body = _deref(doc, operation["responses"]["200"]["content"]["application/json"]["schema"])
+    assert set(body["required"]) == {
+        "access_token",
+        "token_type",
+        "expires",
+        "expires_in",
+        "identifier",
+    }
 
 
 # --- schemas from the models ----------------------------------------------------------------------

@@ -198,3 +198,26 @@ def test_a_410_disables_even_with_a_retry_after() -> None:
 def test_an_absurd_retry_after_is_capped_rather_than_raising(retry_after: float) -> None:
     delay = _delay(_decide(1, status_code=429, retry_after=retry_after))
     assert 5 * S <= delay <= RETRY_AFTER_CAP
+
+
+@pytest.mark.parametrize(
+    ("status_code", "reason"),
+    [(404, "the endpoint answered 404 Not Found"), (410, "the endpoint answered 410 Gone")],
+)
+def test_a_target_the_deliverer_says_is_gone_fails_at_once_and_disables(
+    status_code: int, reason: str
+) -> None:
+    decision = decide(
+        attempt=1,
+        succeeded=False,
+        status_code=status_code,
+        retry_after=None,
+        schedule=DEFAULT_SCHEDULE,
+        gone=True,
+    )
+
+    assert decision == Fail(reason, disable_integration=True)
+
+
+def test_a_404_that_is_not_gone_is_retried() -> None:
+    assert isinstance(_decide(1, status_code=404), Retry)

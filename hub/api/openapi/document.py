@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 from pydantic_core import core_schema
 
-from deliverers.config import CONFIG_MODELS, SqsConfig, StompConfig, WebhookConfig
+from deliverers.config import CONFIG_MODELS
 from hub import __version__
 from hub.api import schemas as s
 from hub.api.openapi.docs_page import render_docs
@@ -29,6 +29,7 @@ from hub.api.openapi.parameters import ERRORS, PARAMETERS
 from hub.appkeys import SETTINGS
 from hub.auth import ROLE_PERMISSIONS, Permission
 from hub.errors import ApiError
+from hub.services.inputs import TokenRequest
 
 REF = "#/components/schemas/{model}"
 
@@ -53,13 +54,12 @@ class _Generator(GenerateJsonSchema):
 
 
 _REQUESTS: tuple[type[BaseModel], ...] = (
+    TokenRequest,
     s.IntegrationCreateRequest,
     s.IntegrationUpdateRequest,
     s.PublishRequest,
     s.ReplayCreateRequest,
-    WebhookConfig,
-    SqsConfig,
-    StompConfig,
+    *CONFIG_MODELS.values(),
 )
 _RESOURCES: tuple[type[BaseModel], ...] = (
     s.IntegrationOut,
@@ -69,10 +69,19 @@ _RESOURCES: tuple[type[BaseModel], ...] = (
     s.IntegrationStatusOut,
     s.ReplayOut,
     s.SecretOut,
+    s.VapidKeyOut,
     s.DeletedOut,
     s.DeploymentStatusOut,
 )
-_OTHERS: tuple[type[BaseModel], ...] = (s.ListLinks, s.ListMeta, s.ErrorsOut, HealthOut)
+_OTHERS: tuple[type[BaseModel], ...] = (
+    s.ListLinks,
+    s.ListMeta,
+    s.LogListMeta,
+    s.ResultsMeta,
+    s.ErrorsOut,
+    s.AccessTokenOut,
+    HealthOut,
+)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -109,6 +118,14 @@ def _schemas() -> dict[str, Any]:
     for props in (create, update):
         for name in ("id", "links", "meta", "disabled_reason", "failing_since"):
             props[name]["description"] = "Read-only; an EP client may echo it back: ignored."
+    defs["LogList"] = _envelope(
+        {"type": "array", "items": _ref("LogOut")},
+        description="A page of logs, with the fields Elastic Path's log lists have besides "
+        "the list envelope's: `results` and the page's numbers in `meta`.",
+        links=_ref("ListLinks"),
+        meta=_ref("LogListMeta"),
+        results=_ref("ResultsMeta"),
+    )
     defs["PublishResponse"] = _envelope(
         {"oneOf": [_ref("EventOut"), {"type": "array", "items": _ref("EventOut")}]},
         description="`data` is one event, or the array of events in request order for a batch.",
@@ -195,7 +212,8 @@ def _operation(op: Op) -> dict[str, Any]:
         media: dict[str, Any] = {"schema": _ref(op.body)}
         if op.body in BODY_EXAMPLES:
             media["examples"] = {k: {"value": v} for k, v in BODY_EXAMPLES[op.body].items()}
-        out["requestBody"] = {"required": True, "content": {"application/json": media}}
+        content = {kind: copy.deepcopy(media) for kind in op.body_media}
+        out["requestBody"] = {"required": True, "content": content}
     out["responses"] = dict(sorted(responses.items(), key=lambda item: int(item[0])))
     return out
 
@@ -222,8 +240,11 @@ def _build(base_url: str) -> dict[str, Any]:
                 "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
-                    "bearerFormat": "hub_<prefix>_<secret>",
-                    "description": "An API key from `hub keys create --store NAME --role ROLE`.",
+                    "bearerFormat": "hub_<prefix>_<secret> or hubt_<prefix>_<secret>",
+                    "description": "An API key from `hub keys create --store NAME --role "
+                    "ROLE`, or an access token from `POST /oauth/access_token` (Elastic "
+                    "Path's client-credentials flow; the key's store and role, for "
+                    "`HUB_TOKEN_TTL`).",
                 }
             },
         },

@@ -40,6 +40,40 @@ BODY_EXAMPLES: dict[str, dict[str, Any]] = {
                 },
             }
         },
+        "amqp": {
+            "data": {
+                "type": "integration",
+                "name": "Orders to the bus",
+                "enabled": True,
+                "integration_type": "amqp",
+                "observes": ["order.*"],
+                "configuration": {
+                    "url": "amqps://hub:s3cr3t-value@rabbit.example.com/shop",
+                    "exchange": "commerce.events",
+                    "headers": {"x-source": "shop"},
+                },
+            }
+        },
+        "web_push (a browser's subscription)": {
+            "data": {
+                "type": "integration",
+                "name": "Back-office alerts",
+                "enabled": True,
+                "integration_type": "web_push",
+                "observes": ["order.paid"],
+                "configuration": {
+                    "endpoint": "https://fcm.googleapis.com/fcm/send/dpH5lCsTSSM:APA91bHqjZ",
+                    "expirationTime": None,
+                    "keys": {
+                        "p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u"
+                        "-Ts1XbjhazAkj7I99e8QcYP7DkM",
+                        "auth": "tBHItJI5svbpez7KI4CCXg",
+                    },
+                    "ttl": 3600,
+                    "urgency": "high",
+                },
+            }
+        },
         "stomp": {
             "data": {
                 "type": "integration",
@@ -97,18 +131,28 @@ BODY_EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 INFO = (
-    "An event-driven integration hub: a superset of Elastic Path Commerce's Integrations API "
-    "(an EP client pointed at `<server>/v2` works unchanged). What is marked **(beyond EP)** is "
-    "the hub's own.\n\n"
-    "**Auth:** `Authorization: Bearer <api key>`. Every key belongs to one store; everything it "
+    "An event-driven integration hub: a superset of Elastic Path Commerce's Integrations API. "
+    "An EP client configured with the server's host and protocol works unchanged: EP's SDKs "
+    "add `/v2` to their calls themselves and get their token from `/oauth/access_token` at "
+    "the root. What is marked **(beyond EP)** is the hub's own.\n\n"
+    "**Auth:** `Authorization: Bearer <api key>`, or `Bearer <access token>` from "
+    "`POST /oauth/access_token` (EP's `client_credentials` grant: `client_id` the key's first "
+    "16 characters, `client_secret` the key). Every key belongs to one store; everything it "
     "creates, lists or publishes is confined to that store, and another store's resources answer "
     "404. Roles: `view` (read), `manage` (read, change integrations, retry jobs), `publish` "
-    "(publish events, read them back), `admin` (all stores, via `X-Hub-Store`). Each key is "
-    "rate limited (429 with `Retry-After`); bodies over `HUB_MAX_BODY_BYTES` are a 413. "
-    "Integration credentials and signing secrets are stored encrypted and answered masked.\n\n"
+    "(publish events, read them back), `admin` (all stores, via `X-Hub-Store`). A token has "
+    "its key's store and role, and dies with the key. Each key is rate limited (429 with "
+    "`Retry-After`); bodies over `HUB_MAX_BODY_BYTES` are a 413, bodies that are not JSON a "
+    "415. Integration credentials and signing secrets are stored encrypted and answered "
+    "masked.\n\n"
     '**Resources:** `{"data": {...}}` with `id`, `type`, `links.self` and `meta.timestamps` '
     '(RFC 3339 UTC with milliseconds and `Z`). **Lists:** `{"data": [...], "links", '
-    '"meta"}`, newest first, ties broken by id.\n\n'
+    '"meta"}`, newest first, ties broken by id; EP\'s `filter=eq(field,value):…` and '
+    "`sort=[-]key`.\n\n"
+    "**Browsers (CORS):** origins listed in `HUB_CORS_ORIGINS` (or `*`) may call the API and "
+    "the token endpoint; preflights are answered for `GET`, `POST`, `PUT`, `DELETE` with "
+    "`Authorization`, `Content-Type`, `Idempotency-Key`, `X-Hub-Store` and `X-MOLTIN-*` "
+    "headers. The console gets no CORS.\n\n"
     '**Errors:** `{"errors": [{"status", "title", "detail", "source"?}]}` (ErrorsOut); '
     "responses carry `X-Request-Id`."
 )

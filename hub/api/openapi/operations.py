@@ -38,14 +38,62 @@ class Op:
     body: str | None = None  # the request body's component schema
     errors: tuple[int, ...] = ()  # error statuses beyond the authenticated ones, keys of ERRORS
     media: str = "application/json"  # of the success bodies
+    body_media: tuple[str, ...] = ("application/json",)  # what the request body may be
 
 
-_INT, _JOBS, _EVENTS, _OPS = "Integrations", "Jobs and logs", "Events", "Operations"
-TAGS = (_INT, _JOBS, _EVENTS, _OPS)
-_BODY = (400, 413, 422)
+_AUTH, _INT, _JOBS, _EVENTS, _PUSH, _OPS = (
+    "Authentication",
+    "Integrations",
+    "Jobs and logs",
+    "Events",
+    "Web Push",
+    "Operations",
+)
+TAGS = (_AUTH, _INT, _JOBS, _EVENTS, _PUSH, _OPS)
+_BODY = (400, 413, 415, 422)
 _ONE = "the integration"
+_LIST = (
+    "\n\nFilter with Elastic Path's `filter=op(field,value):…` (see the parameter) and "
+    "the `filter[...]` forms, which combine with AND; an unknown field, operator or "
+    "`filter[...]` parameter is a 400, never ignored. `sort` orders by one key."
+)
+_LOG_FILTERS = ("FilterLogs", "FilterSucceeded", "FilterCreatedGte", "FilterCreatedLte", "SortLogs")
+_LOG_LIST = (
+    _LIST + "\n\n**EP's log list fields:** besides `meta.page` and `meta.results`, the answer "
+    "has `results.total` at the top and the page's `limit`, `offset`, `current` and `total` "
+    "in `meta` itself, as Elastic Path documents them (and its JS SDK's "
+    "`IntegrationLogsResponse` type reads them)."
+)
 
 OPERATIONS: tuple[Op, ...] = (
+    Op(
+        "post",
+        "/oauth/access_token",
+        "access_token",
+        _AUTH,
+        "Get an access token",
+        "Elastic Path's token endpoint, at the root (not under `/v2`): what EP's SDKs call "
+        "before their first request, and again when a request answers 401. Send "
+        "`grant_type=client_credentials`, `client_id` (the key's first 16 characters, `hub_` "
+        "and 12 hex digits: `hub keys create` and `hub keys list` print it) and "
+        "`client_secret` (the key), form-encoded as EP's clients do, or as a JSON object. The "
+        "answer is EP's token body; send the token as `Authorization: Bearer <access_token>` "
+        "wherever a key goes. It has the key's store and role, lives `expires_in` seconds "
+        "(`HUB_TOKEN_TTL`, default 3600; `expires` is the same instant in Unix seconds), and "
+        "dies with the key: once the key is revoked its tokens answer 401 at once, as an "
+        "expired one does. The key itself keeps working as a bearer too.\n\n**Decision:** "
+        "`grant_type=implicit` (EP's storefront grant: a client id alone) is refused with a "
+        "400, as is any grant but `client_credentials`: the hub never hands out a token "
+        "without the key's secret. A client id and secret that do not name one active key are "
+        "a 401 (which of the two is wrong is not said); a missing field is a 422 naming it; a "
+        "body that is neither form-encoded nor JSON is a 415. The token request counts "
+        "against the key's rate limit (429).",
+        None,
+        {200: ("AccessTokenOut", "The token.")},
+        body="TokenRequest",
+        errors=(400, 401, 413, 415, 422, 429, 503),
+        body_media=("application/x-www-form-urlencoded", "application/json"),
+    ),
     Op(
         "post",
         "/v2/integrations",
@@ -56,8 +104,14 @@ OPERATIONS: tuple[Op, ...] = (
         "`observes` takes catalogue keys, custom `<name>.created|updated|deleted` keys and "
         "**(beyond EP)** the wildcards `<resource>.*` and `*`, each at most once. `configuration` "
         "must match `integration_type`; secrets are stored encrypted and answered masked (all "
-        "but the last 4 characters `*`).\n\n**Decision (SSRF guard):** targets (webhook and SQS "
-        "URLs, STOMP addresses) must be public: a literal non-public address (loopback, private, "
+        "but the last 4 characters `*`; an AMQP `url` as `amqp://user:****@host/vhost`).\n\n"
+        "**(beyond EP)** `amqp` publishes a CloudEvent to an exchange (publisher confirms, "
+        "`mandatory`: an unroutable message is a failed attempt); `web_push` takes a browser's "
+        "`PushSubscription.toJSON()` as its configuration (EP's `save-vapid-subscription`) and "
+        "sends the webhook body, encrypted and VAPID-signed with the store's key (`GET "
+        "/v2/push/vapid-key`), trimmed to 4 KiB; a 404 or 410 from the push service disables it."
+        "\n\n**Decision (SSRF guard):** targets (webhook and SQS URLs, STOMP addresses, AMQP "
+        "brokers, push endpoints) must be public: a literal non-public address (loopback, private, "
         "link-local, ... in any spelling) or an internal-only name (`localhost`, `*.internal`) is "
         "a 422 unless `HUB_ALLOWED_NETWORKS` lists its network; names are judged again, resolved, "
         "at every delivery.\n\n**(beyond EP)** A Standard Webhooks signing secret is generated; "
@@ -77,10 +131,19 @@ OPERATIONS: tuple[Op, ...] = (
         _INT,
         "List integrations",
         "The store's integrations, newest first. **(beyond EP)** filters: `filter[enabled]`, "
-        "`filter[integration_type]`, `filter[observes]`; they combine with AND.",
+        "`filter[integration_type]`, `filter[observes]`; they combine with AND."
+        "\n\n**Decision:** `filter=eq(observes,order.paid)` finds what `filter[observes]` "
+        "does: the integrations that would receive `order.paid`." + _LIST,
         Permission.READ,
         {200: ("IntegrationList", "A page of integrations.")},
-        params=(*_PAGE, "FilterEnabled", "FilterIntegrationType", "FilterObserves"),
+        params=(
+            *_PAGE,
+            "FilterIntegrations",
+            "FilterEnabled",
+            "FilterIntegrationType",
+            "FilterObserves",
+            "SortIntegrations",
+        ),
         errors=(400,),
     ),
     Op(
@@ -90,7 +153,8 @@ OPERATIONS: tuple[Op, ...] = (
         _INT,
         "Get an integration",
         "Secrets in `configuration` are masked. `disabled_reason` **(beyond EP)** says why the hub "
-        "disabled it (a `410 Gone` answer, or the circuit breaker).\n\n**(beyond EP)** "
+        "disabled it (a `410 Gone` answer, a push subscription's 404 or 410, or the circuit "
+        "breaker).\n\n**(beyond EP)** "
         "**Circuit breaker:** `failing_since` is when the current unbroken stretch of failed "
         "attempts began (a success clears it; a `429` answer neither starts nor ends it). When "
         "a failed attempt finds it older than `HUB_BREAKER_AFTER` (default 5 days), the "
@@ -208,10 +272,10 @@ OPERATIONS: tuple[Op, ...] = (
         _JOBS,
         "List all logs of the store",
         "One log per delivery attempt, of every integration of the store (deleted ones "
-        "included), newest first.",
+        "included), newest first." + _LOG_LIST,
         Permission.READ,
         {200: ("LogList", "A page of logs.")},
-        params=(*_PAGE, "FilterSucceeded"),
+        params=(*_PAGE, *_LOG_FILTERS),
         errors=(400,),
     ),
     Op(
@@ -220,10 +284,10 @@ OPERATIONS: tuple[Op, ...] = (
         "list_integration_logs",
         _JOBS,
         f"List the logs of {_ONE}",
-        "Every delivery attempt of its jobs, newest first.",
+        "Every delivery attempt of its jobs, newest first." + _LOG_LIST,
         Permission.READ,
         {200: ("LogList", "A page of logs.")},
-        params=("IntegrationId", *_PAGE, "FilterSucceeded"),
+        params=("IntegrationId", *_PAGE, *_LOG_FILTERS),
         errors=(400,),
     ),
     Op(
@@ -235,16 +299,18 @@ OPERATIONS: tuple[Op, ...] = (
         "A job is one event delivered to one integration. EP shows only `id` and `type`; "
         "**(beyond EP)** the hub adds status, attempts, next attempt, last error, relations and "
         "the filters `filter[status]`, `filter[triggered_by]`, `filter[created_at][gte]` and "
-        "`filter[created_at][lte]`, which combine with AND.",
+        "`filter[created_at][lte]`, which combine with AND." + _LIST,
         Permission.READ,
         {200: ("JobList", "A page of jobs.")},
         params=(
             "IntegrationId",
             *_PAGE,
+            "FilterJobs",
             "FilterStatus",
             "FilterTriggeredBy",
             "FilterCreatedGte",
             "FilterCreatedLte",
+            "SortJobs",
         ),
         errors=(400,),
     ),
@@ -265,10 +331,10 @@ OPERATIONS: tuple[Op, ...] = (
         "list_job_logs",
         _JOBS,
         "List the logs of a job",
-        "Its delivery attempts, newest first.",
+        "Its delivery attempts, newest attempt first." + _LOG_LIST,
         Permission.READ,
         {200: ("LogList", "A page of logs.")},
-        params=("IntegrationId", "JobId", *_PAGE, "FilterSucceeded"),
+        params=("IntegrationId", "JobId", *_PAGE, *_LOG_FILTERS),
         errors=(400,),
     ),
     Op(
@@ -374,6 +440,38 @@ OPERATIONS: tuple[Op, ...] = (
         "count. `hub status` prints the same; `/metrics` has them as gauges.",
         Permission.DEPLOYMENT,
         {200: ("DeploymentStatusResponse", "The status.")},
+    ),
+    Op(
+        "get",
+        "/v2/push/vapid-key",
+        "get_vapid_key",
+        _PUSH,
+        "Get the store's VAPID public key",
+        "**(beyond EP)** The public half of the store's VAPID key pair (RFC 8292), which signs "
+        "every `web_push` delivery: a browser passes it as `applicationServerKey` to "
+        "`pushManager.subscribe()`, and the resulting `PushSubscription.toJSON()` is the "
+        "configuration of a `web_push` integration (this is what EP's `POST "
+        "/api/integrations/save-vapid-subscription` stored). The key pair is made on first use "
+        "(this call, or creating a `web_push` integration); its private half is stored "
+        "encrypted and never answered.\n\n**Decision:** every role may read it (it is public, "
+        "and a page's backend may hold only a `publish` key).",
+        Permission.PUSH_KEY,
+        {200: ("VapidKeyResponse", "The public key.")},
+    ),
+    Op(
+        "post",
+        "/v2/push/vapid-key/rotate",
+        "rotate_vapid_key",
+        _PUSH,
+        "Rotate the store's VAPID key pair",
+        "**(beyond EP)** Makes a new key pair at once and answers its public key; every later "
+        "push is signed with it. A subscription is bound to the key it was made with, so each "
+        "browser must subscribe again with the new key and its integration's configuration be "
+        "replaced (`PUT`); until then its pushes fail (the push service answers 401 or 403) "
+        "and are retried on the schedule. No body.\n\n**Decision:** no grace period: push "
+        "services accept exactly one key per subscription.",
+        Permission.WRITE,
+        {200: ("VapidKeyResponse", "The new public key.")},
     ),
     Op(
         "get",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from deliverers.config import INTEGRATION_TYPES
+from hub.api import filters
 from hub.api.errors import api_error
 from hub.api.http import DEFAULT_LIMIT, MAX_LIMIT
 from hub.errors import (
@@ -18,6 +19,7 @@ from hub.errors import (
     StorageUnavailable,
     TooManyRequests,
     Unauthenticated,
+    UnsupportedMediaType,
     ValidationFailed,
 )
 from hub.store.models import JOB_STATUSES
@@ -30,6 +32,43 @@ _BOOL_NOTE = " `true`/`false` (also `1`/`0`); anything else is a 400."
 
 def _param(where: str, name: str, schema: dict[str, Any], description: str, **more: Any) -> Any:
     return {"name": name, "in": where, "description": description, "schema": schema, **more}
+
+
+def _ep_filter(spec: filters.ListSpec, example: str) -> Any:
+    """The `filter` parameter of a list, its fields and their operators read from `spec`."""
+    fields = "; ".join(
+        f"`{name}` ({found.kind.value}"
+        + (": " + ", ".join(f"`{c}`" for c in found.choices) if found.choices else "")
+        + "): "
+        + ", ".join(f"`{op.value}`" for op in filters.OPERATORS[found.kind])
+        for name, found in spec.fields.items()
+    )
+    return _param(
+        "query",
+        "filter",
+        # No maxLength: the limit is the handler's (a 400), not the schema's.
+        {"type": "string", "examples": [example]},
+        "Elastic Path's filter syntax: `operator(field,value)` terms joined by `:`, all of "
+        "which must hold. Operators: `eq`; `in` (one or more values); `like` (`*` matches any "
+        "run of characters, case is ignored); `gt`, `ge`, `lt`, `le`. A value with `,`, `(`, "
+        '`)` or `"` in it is written in double quotes (`\\"` and `\\\\` escape). Times are '
+        "RFC 3339 with `Z` or an offset. Fields and the operators each takes: "
+        f"{fields}. An unknown field or operator, an operator the field does not take, or a "
+        "bad value is a 400 naming it (`source: filter`). At most 20 terms, 100 values per "
+        "`in`, 4,096 characters. Combines (AND) with the `filter[...]` parameters.",
+    )
+
+
+def _sort(spec: filters.ListSpec) -> Any:
+    keys = [k for key in spec.sortable for k in (key, f"-{key}")]
+    return _param(
+        "query",
+        "sort",
+        {"type": "string", "enum": keys},
+        "Sort by this key, ascending, or descending with `-` first. Default: newest first "
+        "(`-created_at`). Ties are broken by id, in the same direction, so pages are stable. "
+        "Another key is a 400.",
+    )
 
 
 PARAMETERS: dict[str, Any] = {
@@ -115,15 +154,26 @@ PARAMETERS: dict[str, Any] = {
         "query",
         "filter[created_at][gte]",
         {"type": "string", "format": "date-time"},
-        "**(beyond EP)** Only jobs created at or after this RFC 3339 time (with `Z` or an "
-        "offset; without one, or unparsable: 400).",
+        "**(beyond EP)** Only those created at or after this RFC 3339 time (with `Z` or an "
+        "offset; without one, or unparsable: 400). The same as `filter=ge(created_at,…)`.",
     ),
     "FilterCreatedLte": _param(
         "query",
         "filter[created_at][lte]",
         {"type": "string", "format": "date-time"},
-        "**(beyond EP)** Only jobs created at or before this RFC 3339 time.",
+        "**(beyond EP)** Only those created at or before this RFC 3339 time; "
+        "`filter=le(created_at,…)`.",
     ),
+    "FilterIntegrations": _ep_filter(
+        filters.INTEGRATIONS, "eq(enabled,true):eq(integration_type,webhook)"
+    ),
+    "FilterJobs": _ep_filter(filters.JOBS, "in(status,failed,cancelled)"),
+    "FilterLogs": _ep_filter(
+        filters.LOGS, "eq(succeeded,false):ge(created_at,2026-11-22T10:00:00Z)"
+    ),
+    "SortIntegrations": _sort(filters.INTEGRATIONS),
+    "SortJobs": _sort(filters.JOBS),
+    "SortLogs": _sort(filters.LOGS),
     "FilterSucceeded": _param(
         "query",
         "filter[succeeded]",
@@ -160,7 +210,8 @@ ERRORS: dict[int, tuple[str, str, ApiError]] = {
     ),
     401: (
         "Unauthorized",
-        "No `Authorization: Bearer` key, or an unknown/revoked one.",
+        "No `Authorization: Bearer` key or token, an unknown or revoked key, or an unknown or "
+        "expired access token (or one whose key was revoked).",
         api_error(Unauthenticated()),
     ),
     403: (
@@ -189,6 +240,11 @@ ERRORS: dict[int, tuple[str, str, ApiError]] = {
                 "the event payload is 1048577 bytes; the limit is 1048576", source="data.payload"
             )
         ),
+    ),
+    415: (
+        "UnsupportedMediaType",
+        "The request body's Content-Type is not JSON (`application/json` or `…+json`).",
+        UnsupportedMediaType("text/plain"),
     ),
     422: (
         "ValidationError",
