@@ -88,7 +88,9 @@ async def test_a_heartbeat_deletes_the_rows_of_processes_gone_silent(engine: Asy
     assert (beat.api_processes, beat.removed) == (1, 1)
 
 
-async def test_a_heartbeat_without_a_database_keeps_the_last_share(fresh_db: str) -> None:
+async def test_a_heartbeat_that_cannot_reach_the_database_reports_nothing_and_goes_on(
+    fresh_db: str,
+) -> None:
     engine = create_engine(fresh_db.rsplit("/", 1)[0] + "/no_such_database", pool_size=1)
     try:
         beat = await heartbeat(engine, "api").beat()
