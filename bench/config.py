@@ -25,6 +25,8 @@ class BenchConfig:
     """Each of the two baseline runs."""
     throughput_events: int = 20_000
     throughput_publishers: int = 4
+    scaleout_events: int = 10_000
+    """Events delivered with one worker, and again with two."""
     """Batch requests in flight while publishing the throughput events."""
     latency_rates: tuple[int, ...] = (50, 200, 500, 1000)
     latency_seconds: float = 10.0
@@ -62,6 +64,7 @@ class BenchConfig:
             warmup_events=100,
             baseline_seconds=2.0,
             throughput_events=2_000,
+            scaleout_events=2_000,
             latency_seconds=3.0,
             publish_single_seconds=3.0,
             publish_batch_events=3_000,

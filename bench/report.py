@@ -16,6 +16,7 @@ from bench.scenarios.fanout import FanoutResult
 from bench.scenarios.latency import LatencyResult, RateResult
 from bench.scenarios.overload import OverloadResult
 from bench.scenarios.publish import PublishResult
+from bench.scenarios.scaleout import ScaleOutResult
 from bench.scenarios.throughput import ThroughputResult
 
 
@@ -28,6 +29,7 @@ class Results:
     machine: dict[str, Any]
     baseline: BaselineResult | None = None
     throughput: ThroughputResult | None = None
+    scaleout: ScaleOutResult | None = None
     latency: LatencyResult | None = None
     publish: PublishResult | None = None
     overload: OverloadResult | None = None
@@ -75,6 +77,8 @@ class Results:
         doc["ratios"] = {"e2e_deliveries_to_baseline": self.e2e_ratio}
         if self.backlog is not None:
             doc["ratios"]["claim_backlog_to_near_empty"] = self.backlog.claim_ratio
+        if self.scaleout is not None:
+            doc["ratios"]["two_workers_to_one"] = self.scaleout.ratio
         doc["targets"] = [dataclasses.asdict(t) for t in judge(self)]
         return doc
 
@@ -231,6 +235,17 @@ def rows(results: Results) -> list[tuple[str, str, str]]:
             ("throughput", "publishing alone took", _fmt(t.publish_seconds, "s")),
             ("throughput", "duplicates", str(t.duplicates)),
         ]
+    if (so := results.scaleout) is not None:
+        for one in so.runs:
+            out.append(
+                (
+                    "scale-out",
+                    f"{one.events:,} events, {one.workers} worker process(es) "
+                    f"({one.duplicates} dup.)",
+                    _fmt(one.deliveries_per_second, "/s"),
+                )
+            )
+        out.append(("scale-out", "2 workers / 1 worker", _fmt(so.ratio, "x")))
     if (lat := results.latency) is not None:
         for r in lat.rates:
             ms = r.latency_ms

@@ -2,9 +2,9 @@
 
 Order: a throwaway database, `hub migrate`, two keys (manage, publish), the sink, `hub serve
 --no-worker` and `hub worker`, one webhook integration to the sink, a warm-up; then baseline,
-throughput, latency, publish, overload, fan-out and backlog (last: it stops the API and the
-worker). A scenario that fails is reported and the others still run; everything is stopped and the
-database dropped at the end, whatever happened.
+throughput, scale-out (a second worker for a while), latency, publish, overload, fan-out and
+backlog (last: it stops the API and the worker). A scenario that fails is reported and the others
+still run; everything is stopped and the database dropped at the end, whatever happened.
 
 Exit status: 0 when every scenario ran (whether or not the targets are met; `--strict` makes a
 missed target exit 3), 1 when a scenario failed, 2 when a service is missing.
@@ -35,7 +35,16 @@ from bench.config import BenchConfig
 from bench.context import Bench
 from bench.procstats import CpuWindow, RssMonitor, machine
 from bench.report import Results, judge, render, write
-from bench.scenarios import backlog, baseline, fanout, latency, overload, publish, throughput
+from bench.scenarios import (
+    backlog,
+    baseline,
+    fanout,
+    latency,
+    overload,
+    publish,
+    scaleout,
+    throughput,
+)
 from bench.scenarios.common import warm_up
 from bench.services import BenchError, Hub, create_database, drop_database, passed_settings
 from bench.sink import SinkProcess
@@ -45,6 +54,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[Any]]] = {
     "baseline": baseline.run,
     "throughput": throughput.run,
+    "scaleout": scaleout.run,
     "latency": latency.run,
     "publish": publish.run,
     "overload": overload.run,
@@ -227,8 +237,8 @@ def _settings(config: BenchConfig, names: list[str]) -> dict[str, Any]:
             "HUB_API_RATE_LIMIT": "0",
         }
         | {k: v for k, v in passed_settings().items() if "SECRET" not in k},
-        "processes": "hub serve --no-worker (API) + hub worker, one each; sink and driver "
-        "in processes of their own",
+        "processes": "hub serve --no-worker (API) + hub worker, one each (scaleout: a second "
+        "hub worker for its second run); sink and driver in processes of their own",
     }
 
 

@@ -39,6 +39,8 @@ class Permission(StrEnum):
     """Act on any store, named by the `X-Hub-Store` header."""
     PUSH_KEY = "push_key"
     """Read the store's VAPID public key (public by nature: every role may)."""
+    DEPLOYMENT = "deployment"
+    """See the deployment as a whole: its processes and its queue (`GET /v2/status`)."""
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {

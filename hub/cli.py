@@ -1,4 +1,5 @@
-"""The `hub` command: serve, worker, migrate, keys, secrets, and `dev` (what `make run` starts).
+"""The `hub` command: serve, worker, migrate, status, keys, secrets, and `dev` (what `make run`
+starts).
 
 `HUB_SECRET_KEY` (see `hub.crypto`) is required by the commands that read or write integration
 secrets (`serve`, `worker`, `secrets rotate`) when `HUB_DATABASE_URL` names a database: they
@@ -12,13 +13,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
 from pydantic import ValidationError
+from sqlalchemy.exc import ProgrammingError
 
 from hub import crypto
 from hub.auth import client_id, generate_key
@@ -27,9 +31,13 @@ from hub.logconfig import configure_logging
 from hub.services import access
 from hub.settings import Settings
 from hub.ssrf import LOOPBACK
+from hub.store import sessions as session_store
 from hub.store import stores
 from hub.store.engine import create_engine, database_url, migrate, migrate_url
 from hub.store.models import ROLES
+
+if TYPE_CHECKING:
+    from hub.services.processes import DeploymentStatus
 
 DEV_STORE = "default"
 
@@ -43,9 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (HUB_PORT, default 8080)")
     serve.add_argument("--no-worker", action="store_true", help="API only, no dispatcher")
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate at start")
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="listen with SO_REUSEPORT, so that several `hub serve` processes share one port",
+    )
 
     sub.add_parser("worker", help="run a dispatcher only")
     sub.add_parser("migrate", help="apply the database migrations (alembic upgrade head)")
+    status = sub.add_parser(
+        "status", help="the deployment: live processes, the queue by lane, lag, deliveries"
+    )
+    status.add_argument("--json", action="store_true", help="print GET /v2/status's document")
 
     dev = sub.add_parser("dev", help="migrate, print a ready-to-use key, and serve (make run)")
     dev.add_argument("--host")
@@ -159,10 +176,69 @@ async def _keys(args: argparse.Namespace, url: str) -> int:
                 if not await stores.revoke_key(conn, key_id):
                     print(f"hub: no active key {key_id}", file=sys.stderr)
                     return 1
-                print(f"revoked key {key_id}")
+                # Its console sessions would end at their next request anyway.
+                ended = await session_store.delete_key_sessions(conn, key_id)
+                print(
+                    f"revoked key {key_id}"
+                    + (f" ({ended} console sessions ended)" if ended else "")
+                )
     finally:
         await engine.dispose()
     return 0
+
+
+async def _status(settings: Settings, url: str, *, as_json: bool) -> int:
+    from hub.api.schemas import deployment_status_out
+    from hub.services.processes import status
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            found = await status(conn, stale_after=settings.heartbeat_stale_after)
+    except ProgrammingError as exc:
+        print(
+            f"hub: cannot read the status ({exc.orig}); is the database migrated?", file=sys.stderr
+        )
+        return 1
+    finally:
+        await engine.dispose()
+    if as_json:
+        document = deployment_status_out(settings.base_url(), found)
+        print(json.dumps({"data": document.model_dump(mode="json")}, indent=2))
+        return 0
+    print(render_status(found))
+    return 0
+
+
+def render_status(found: DeploymentStatus) -> str:
+    """`hub status`'s text: the processes, then the queue, the lag and the last minute."""
+    q = found.queue
+    lines = [f"processes: {len(found.processes)} live"]
+    if found.processes:
+        lines.append(
+            f"  {'id':40}  {'role':10}  {'address':21}  {'version':8}  "
+            f"{'started (UTC)':19}  {'seen':>6}  in flight"
+        )
+    for p in found.processes:
+        seen = (q.at - p.last_seen_at).total_seconds()
+        lines.append(
+            f"  {p.id:40}  {p.role:10}  {p.address or '-':21}  {p.version:8}  "
+            f"{p.started_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}  {seen:>5.1f}s  {p.jobs_in_flight}"
+        )
+    oldest = (
+        f" (oldest due since {q.oldest_due_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC)"
+        if q.oldest_due_at is not None
+        else ""
+    )
+    lines += [
+        "queue:",
+        f"  first attempts  due {q.first_due:>9}  scheduled {q.first_scheduled:>9}",
+        f"  retries         due {q.retries_due:>9}  scheduled {q.retries_scheduled:>9}",
+        f"  delivering {q.delivering}  held {q.held}",
+        f"lag: {q.lag_seconds:.1f} s{oldest}",
+        f"last minute: {found.deliveries.succeeded} succeeded, {found.deliveries.failed} failed",
+    ]
+    return "\n".join(lines)
 
 
 async def _dev_key(url: str, existing: str | None) -> str:
@@ -288,6 +364,8 @@ def _run(
         return 0
     if args.command == "keys":
         return asyncio.run(_keys(args, url))
+    if args.command == "status":
+        return asyncio.run(_status(settings, url, as_json=args.json))
     if args.command == "secrets":
         assert keyring is not None
         return asyncio.run(_rotate_secrets(url, keyring))
@@ -297,27 +375,17 @@ def _run(
     if args.command == "dev":
         key = _dev(settings, url)
         _print_welcome(settings, key)
-        _run_service(
-            runner.serve(
-                settings,
-                url,
-                host=settings.host,
-                port=settings.port,
-                with_worker=True,
-                do_migrate=False,
-            )
-        )
+        options = runner.ServeOptions(settings.host, settings.port, do_migrate=False)
+        _run_service(runner.serve(settings, url, options))
         return 0
-    _run_service(
-        runner.serve(
-            settings,
-            url,
-            host=settings.host,
-            port=settings.port,
-            with_worker=not args.no_worker,
-            do_migrate=not args.no_migrate,
-        )
+    options = runner.ServeOptions(
+        settings.host,
+        settings.port,
+        with_worker=not args.no_worker,
+        do_migrate=not args.no_migrate,
+        reuse_port=args.reuse_port,
     )
+    _run_service(runner.serve(settings, url, options))
     return 0
 
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from hub.retry import DEFAULT_SCHEDULE, parse_schedule
@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     allowed_networks: Annotated[
         tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
     ] = ()
+    trusted_proxies: Annotated[
+        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
+    ] = Field(
+        default=(),
+        description="Networks of reverse proxies whose X-Forwarded-For names the client (the "
+        "console's sign-in throttle counts per client address).",
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description="Fernet keys, comma-separated: the first encrypts stored secrets, all "
@@ -58,10 +65,41 @@ class Settings(BaseSettings):
         description="How long a rotated-out signing secret still signs webhooks (e.g. 24h).",
     )
     api_rate_limit: float = Field(
-        default=50.0, ge=0, description="API requests per second per key; 0 turns it off."
+        default=50.0,
+        ge=0,
+        description="API requests per second per key, for the deployment as a whole (each API "
+        "process enforces its share); 0 turns it off.",
     )
     api_rate_burst: int = Field(
         default=100, ge=1, description="Requests a key may make at once before the rate applies."
+    )
+    console_sign_in_rate: float = Field(
+        default=10.0,
+        ge=0,
+        description="Console sign-in attempts per minute per client address, for the deployment "
+        "as a whole; 0 turns the throttle off.",
+    )
+    console_sign_in_burst: int = Field(
+        default=10, ge=1, description="Sign-in attempts an address may make at once."
+    )
+    console_sessions_per_key: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="Console sessions one key may hold; a sign-in beyond ends the oldest.",
+    )
+    heartbeat_interval: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds between a process's heartbeats in the process registry.",
+    )
+    heartbeat_stale_after: float = Field(
+        default=20.0,
+        gt=0,
+        le=3600,
+        description="Seconds without a heartbeat after which a process counts as gone (at "
+        "least twice the interval).",
     )
     token_ttl: timedelta = Field(
         default=timedelta(seconds=3600),
@@ -186,7 +224,7 @@ class Settings(BaseSettings):
             return origins
         return value
 
-    @field_validator("allowed_networks", mode="before")
+    @field_validator("allowed_networks", "trusted_proxies", mode="before")
     @classmethod
     def _parse_networks(cls, value: object) -> object:
         if isinstance(value, str):
@@ -196,6 +234,15 @@ class Settings(BaseSettings):
                 if part.strip()
             )
         return value
+
+    @model_validator(mode="after")
+    def _check_heartbeat(self) -> Settings:
+        if self.heartbeat_stale_after < 2 * self.heartbeat_interval:
+            raise ValueError(
+                "HUB_HEARTBEAT_STALE_AFTER must be at least twice HUB_HEARTBEAT_INTERVAL, so "
+                "that one late heartbeat does not drop a live process"
+            )
+        return self
 
     def base_url(self) -> str:
         """The absolute URL that `links.self` and CloudEvents' `source` start with."""

@@ -15,34 +15,55 @@ from aiohttp.typedefs import Middleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.api.http import PUBLISHER, RATE_LIMITER
-from hub.api.middleware import cors, error_envelope, json_bodies, request_context
+from hub.api.middleware import (
+    IN_FLIGHT,
+    InFlight,
+    cors,
+    error_envelope,
+    json_bodies,
+    request_context,
+)
 from hub.api.oauth import oauth
 from hub.api.openapi import openapi_routes
-from hub.api.ops import ops
-from hub.api.ratelimit import RateLimiter
+from hub.api.ops import STATUS_CACHE, StatusCache, ops
 from hub.api.routes import routes
-from hub.appkeys import CATALOGUE, ENGINE, SETTINGS
+from hub.appkeys import CATALOGUE, ENGINE, SETTINGS, SIGN_IN_LIMITER
 from hub.console import console_app
 from hub.events import EventCatalogue, load_catalogue
+from hub.ratelimit import RateLimiter, Share
 from hub.services.publisher import Publisher
 from hub.settings import Settings
 
 
 def create_app(
-    settings: Settings, engine: AsyncEngine, *, catalogue: EventCatalogue | None = None
+    settings: Settings,
+    engine: AsyncEngine,
+    *,
+    catalogue: EventCatalogue | None = None,
+    share: Share | None = None,
 ) -> web.Application:
-    """The web application; the caller owns `engine`."""
-    # Outermost first: CORS headers go on every answer, errors included; the 415 check is an
-    # error like any other.
-    middlewares: list[Middleware] = [request_context]
+    """The web application; the caller owns `engine`. `share` is this process's part of the
+    deployment-wide limits, kept up to date by the process's heartbeat (`hub.runner`); without
+    one the process enforces the whole limits itself."""
+    share = share or Share()
+    in_flight = InFlight()
+    # Outermost first: requests in flight are counted for a graceful stop; CORS headers go on
+    # every answer, errors included; the 415 check is an error like any other.
+    middlewares: list[Middleware] = [in_flight.middleware, request_context]
     if settings.cors_origins:
         middlewares.append(cors(settings.cors_origins))
     middlewares += [error_envelope, json_bodies]
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
+    app[IN_FLIGHT] = in_flight
+    app.on_response_prepare.append(in_flight.on_prepare)
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[CATALOGUE] = catalogue or load_catalogue()
-    app[RATE_LIMITER] = RateLimiter(settings.api_rate_limit, settings.api_rate_burst)
+    app[RATE_LIMITER] = RateLimiter(settings.api_rate_limit, settings.api_rate_burst, share=share)
+    app[SIGN_IN_LIMITER] = RateLimiter(
+        settings.console_sign_in_rate / 60, settings.console_sign_in_burst, share=share
+    )
+    app[STATUS_CACHE] = StatusCache(ttl=settings.heartbeat_interval)
     app.cleanup_ctx.append(_publisher)
     app.add_routes(ops)
     app.add_routes(openapi_routes)

@@ -12,7 +12,6 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from hub.api.ratelimit import RateLimiter
 from hub.appkeys import ENGINE, SETTINGS
 from hub.auth import Permission, Principal
 from hub.errors import (
@@ -23,6 +22,7 @@ from hub.errors import (
     Unauthenticated,
     ValidationFailed,
 )
+from hub.ratelimit import RateLimiter
 from hub.services.access import Admit, authenticate
 from hub.services.publisher import Publisher
 from hub.services.validation import problems
@@ -100,7 +100,7 @@ def path_uuid(request: web.Request, name: str) -> UUID:
 
 def rate_limit(request: web.Request) -> Admit:
     """The `admit` hook of `hub.services.access`: the key's request rate
-    (`hub.api.ratelimit`), a 429 when it is over."""
+    (`hub.ratelimit`), a 429 when it is over."""
     limiter = request.app[RATE_LIMITER]
 
     def admit(principal: Principal) -> None:
@@ -116,7 +116,7 @@ async def authorize(request: web.Request, permission: Permission) -> Principal:
     `permission`, acting on the store named by `X-Hub-Store` (admin keys) or else the key's own.
 
     The checks and their order are `hub.services.access.authenticate`'s; a key over its rate
-    limit (`hub.api.ratelimit`) is refused with 429 once it is identified, before its rights
+    limit (`hub.ratelimit`) is refused with 429 once it is identified, before its rights
     are judged.
     """
     header = request.headers.get("Authorization", "")

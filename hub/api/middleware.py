@@ -11,6 +11,7 @@ an allowed origin (errors included) carries the headers.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -201,3 +202,49 @@ def cors(origins: tuple[str, ...]) -> Middleware:
         return response
 
     return middleware
+
+
+class InFlight:
+    """The web process's requests in flight, for a graceful stop (`hub.runner`).
+
+    Once `drain` is called (the listening socket is already closed), every answer carries
+    `Connection: close`, so clients on kept-alive connections take their next request
+    elsewhere, and `drain` returns when the last request in flight has been answered or after
+    `within` seconds. aiohttp's own shutdown stops reading from open connections at once,
+    which would cut off a request whose body is still arriving: this comes first.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.count += 1
+        self._idle.clear()
+        try:
+            return await handler(request)
+        finally:
+            self.count -= 1
+            if self.count == 0:
+                self._idle.set()
+
+    async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self.draining:
+            response.force_close()
+
+    async def drain(self, within: float) -> bool:
+        """Answer the requests in flight, closing their connections; False after `within` s."""
+        self.draining = True
+        try:
+            async with asyncio.timeout(within):
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning("requests_cut_at_shutdown", count=self.count)
+            return False
+        return True
+
+
+IN_FLIGHT = web.AppKey("in_flight", InFlight)

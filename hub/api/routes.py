@@ -19,8 +19,10 @@ from hub.api.http import (
     path_uuid,
     read_json,
 )
+from hub.api.ops import STATUS_CACHE
 from hub.api.schemas import (
     SecretOut,
+    deployment_status_out,
     event_out,
     integration_out,
     job_out,
@@ -37,6 +39,7 @@ from hub.errors import BadRequest, NotFound, ValidationFailed
 from hub.services import events as event_service
 from hub.services import integrations as integration_service
 from hub.services import jobs as job_service
+from hub.services import processes as process_service
 from hub.services import push as push_service
 from hub.services import replay as replay_service
 from hub.services.inputs import EventIn, IntegrationCreate, IntegrationUpdate, ReplayCreate
@@ -368,3 +371,17 @@ async def get_event(request: web.Request) -> web.Response:
     async with request.app[ENGINE].connect() as conn:
         event, total, jobs = await event_service.get(conn, principal.store_id, event_id)
     return model_response(event_out(_base(request), event, jobs_total=total, jobs=jobs))
+
+
+# --- the deployment ----------------------------------------------------------------------------
+
+
+@routes.get("/v2/status")
+async def get_status(request: web.Request) -> web.Response:
+    """The deployment's processes and queue; also refreshes this process's gauges."""
+    await authorize(request, Permission.DEPLOYMENT)
+    settings = request.app[SETTINGS]
+    async with request.app[ENGINE].connect() as conn:
+        status = await process_service.status(conn, stale_after=settings.heartbeat_stale_after)
+    request.app[STATUS_CACHE].publish(status)
+    return model_response(deployment_status_out(_base(request), status))

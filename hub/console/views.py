@@ -26,7 +26,6 @@ from hub.console.sessions import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     SESSION_TTL,
-    SESSIONS,
     Refused,
     Session,
     checked_form,
@@ -196,6 +195,15 @@ def _login_response(request: web.Request, *, error: str | None, status: int) -> 
 
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
+    wait = sessions.admit_sign_in(request)
+    if wait is not None:
+        response = _login_response(
+            request,
+            error=f"Too many sign-in attempts from your address; try again in {wait} s.",
+            status=429,
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
     form = await request.post()
     token, cookie = form.get("csrf"), request.cookies.get(LOGIN_CSRF_COOKIE)
     if not isinstance(token, str) or not cookie or not secrets.compare_digest(token, cookie):
@@ -222,7 +230,7 @@ async def login(request: web.Request) -> web.Response:
             error=f"A {exc.role} key cannot read integrations; sign in with a view or manage key.",
             status=403,
         )
-    sid = sessions.start(request, principal, prefix=key_prefix(key) or "")
+    sid = await sessions.start(request, principal, prefix=key_prefix(key) or "")
     response = web.HTTPSeeOther("/console/integrations")
     response.set_cookie(SESSION_COOKIE, sid, max_age=int(SESSION_TTL), **cookie_options(request))
     response.del_cookie(LOGIN_CSRF_COOKIE, path="/console")
@@ -233,7 +241,7 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     session = need(request)
     await checked_form(request, session)
-    sessions.end(request)
+    await sessions.end(request)
     response = web.HTTPSeeOther("/console/login")
     response.del_cookie(SESSION_COOKIE, path="/console")
     raise response
@@ -498,7 +506,7 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
 def console_app() -> web.Application:
     """The console as a sub-application, mounted by `hub.web.create_app` at /console."""
     app = web.Application(middlewares=[console_middleware])
-    app[SESSIONS] = {}
+    sessions.setup(app)
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),

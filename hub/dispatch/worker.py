@@ -19,7 +19,10 @@ takes first attempts and retries in turn and enforces `max_in_flight` (`hub.stor
 Each delivery task asks the retry policy what follows and queues an `AttemptRecord`; one
 recorder task writes queued records in batches (log rows + job updates + the circuit breaker's
 clock in one statement), so busy workers make one round trip for many attempts. A retention
-task purges old logs and finished jobs in bounded batches (`hub.store.retention`).
+task purges old logs and finished jobs in bounded batches (`hub.store.retention`), and expired
+console sessions. Given a `Heartbeat` (`hub worker`), the worker also keeps its process's row in
+the registry fresh (`hub.services.processes`) as one more side task, and deletes it on the way
+out.
 
 **Per-delivery cost.** Claims and records run on the pool's bare asyncpg connections
 (`hub.store.engine.driver`) as prepared statements, in autocommit where one statement does
@@ -38,8 +41,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -58,6 +59,7 @@ from hub.dispatch.limits import RateLimits, retry_slots
 from hub.dispatch.targets import Targets
 from hub.errors import SecretsUnreadable, TargetUnavailable, UnknownIntegrationType
 from hub.retry import Fail, Retry, Succeed, decide
+from hub.services.processes import Heartbeat, new_process_id
 from hub.settings import Settings
 from hub.store import attempts, claiming, enqueue, retention, vapid
 from hub.store.engine import distrust_connections, driver, plain_url, storage_unavailable
@@ -106,8 +108,8 @@ class _Metrics:
 
 
 def new_owner() -> str:
-    """A lease owner id unique to this worker: host, pid and a random part."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A lease owner id unique to this worker: its process id in the registry's format."""
+    return new_process_id()
 
 
 class Worker:
@@ -122,13 +124,17 @@ class Worker:
         database_url: str,
         owner: str | None = None,
         rand: Callable[[], float] | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.registry = registry
         self.database_url = database_url
-        self.owner = owner or new_owner()
+        self.owner = owner or (heartbeat.identity.id if heartbeat else new_owner())
         self._rand = rand
+        self.heartbeat = heartbeat
+        if heartbeat is not None:
+            heartbeat.in_flight = lambda: self.in_flight
         self._concurrency = settings.worker_concurrency
         # A lease must outlive the longest attempt plus the time to record it.
         self._lease = timedelta(
@@ -158,6 +164,11 @@ class Worker:
         self.attempts_recorded = 0
 
     @property
+    def in_flight(self) -> int:
+        """Jobs claimed by this worker and not yet settled (delivering or waiting to start)."""
+        return len(self._inflight)
+
+    @property
     def waiting_for_limiter(self) -> int:
         """Jobs claimed and waiting for their integration's rate limiter."""
         return self._rate_limits.waiting
@@ -173,8 +184,13 @@ class Worker:
         log.info("worker_started", owner=self.owner, concurrency=self._concurrency)
         recorder = asyncio.create_task(self._recorder(), name="hub-recorder")
         listener = asyncio.create_task(self._listen(), name="hub-listener")
-        side_tasks = [recorder, listener]
-        side_tasks.append(asyncio.create_task(self._retention(), name="hub-retention"))
+        side_tasks = [
+            recorder,
+            listener,
+            asyncio.create_task(self._retention(), name="hub-retention"),
+        ]
+        if self.heartbeat is not None:
+            side_tasks.append(asyncio.create_task(self.heartbeat.run(), name="hub-heartbeat"))
         try:
             await self._loop(side_tasks=tuple(side_tasks))
         finally:
@@ -191,6 +207,8 @@ class Worker:
             for task in side_tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self.heartbeat is not None:
+                await self.heartbeat.leave()
             self.stopped.set()
             log.info("worker_stopped", owner=self.owner, attempts=self.attempts_recorded)
 
@@ -482,26 +500,25 @@ class Worker:
 
     async def _retention(self) -> None:
         """Purge logs and finished jobs older than `retention_days` (none when it is 0) and
-        expired access tokens, one bounded pass every `retention_interval` seconds (sooner
+        expired console sessions and access tokens, one bounded pass every `retention_interval`
+        seconds (sooner
         while a backlog remains)."""
         normal = self.settings.retention_interval
         interval = normal
+        days = self.settings.retention_days
         while True:
             await asyncio.sleep(interval)
-            before = datetime.now(UTC) - timedelta(days=self.settings.retention_days)
+            before = datetime.now(UTC) - timedelta(days=days) if days > 0 else None
             try:
                 async with self.engine.begin() as conn:
-                    if self.settings.retention_days > 0:
-                        purged = await retention.purge(conn, before=before)
-                    else:
-                        purged = await retention.purge_expired_tokens(conn)
+                    purged = await retention.purge(conn, before=before)
             except Exception as exc:
                 log.warning("purge_failed", error=str(exc) or type(exc).__name__)
                 interval = normal
                 continue
             if purged.total:
                 self.purged_rows += purged.total
-                for table in ("logs", "jobs", "events", "replays", "tokens"):
+                for table in ("logs", "jobs", "events", "replays", "sessions", "tokens"):
                     PURGED.labels(table).inc(getattr(purged, table))
                 log.info(
                     "purged",
@@ -509,6 +526,7 @@ class Worker:
                     jobs=purged.jobs,
                     events=purged.events,
                     replays=purged.replays,
+                    sessions=purged.sessions,
                     tokens=purged.tokens,
                 )
             interval = normal / RETENTION_CATCH_UP if purged.full else normal

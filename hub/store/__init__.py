@@ -13,7 +13,10 @@ The modules:
   `claiming` (leases, and a claimed job held, cancelled or given back), `attempts` (recording an
   attempt, a 410's switch-off), with `breaker` (the circuit breaker's clock and trip), `replays`
   (re-queueing a window of jobs) and `retention` (purging old rows). No other module writes to
-  `integration_jobs` or `integration_logs`.
+  `integration_jobs` or `integration_logs`;
+- around them: `processes` (the process registry's heartbeat, and the deployment's status: the
+  queue counted by lane, each figure on an index) and `sessions` (console sessions, by the
+  digest of their id).
 
 **Job life.** ``pending`` → (claimed) ``delivering`` → ``succeeded`` | ``pending`` (retry
 scheduled) | ``failed``; ``pending`` → ``cancelled`` when its integration is disabled or deleted;
@@ -46,7 +49,7 @@ integration that come back from flight are held at claim time too.
 1. *The expression language (Core) on an `AsyncConnection`*, written against the tables of
    `models`, for everything that does not run per published event or per delivery attempt: the
    API's and the CLI's reads and writes, a manual retry, replays, retention, a stopping worker's
-   release, resuming held jobs.
+   release, resuming held jobs, the heartbeat and the status, console sessions.
 2. *asyncpg prepared statements* for the hot paths, the statements that run for every published
    event, every request or every delivery attempt: the key check (`stores.find_active_key`,
    `stores.find_active_token`),

@@ -1,5 +1,5 @@
 """The schema: stores, API keys and their access tokens, integrations, events, jobs and logs,
-and VAPID keys.
+and VAPID keys; and around them the deployment's live processes and the console's sessions.
 
 Alembic's migrations are the source of truth for the database; these tables mirror them, and a
 test proves the two agree. The queue columns of `integration_jobs` (status, attempts,
@@ -45,6 +45,8 @@ FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 ROLES = ("view", "manage", "publish", "admin")
 INTEGRATION_TYPES = ("webhook", "aws_sqs", "stomp", "amqp", "web_push")
 """What the schema admits; each has a configuration model in `deliverers.config`."""
+PROCESS_ROLES = ("api", "worker", "api+worker")
+"""What a registered process runs: `hub serve --no-worker`, `hub worker`, `hub serve`."""
 
 
 class Base(DeclarativeBase):
@@ -242,6 +244,11 @@ class IntegrationJob(Base):
             postgresql_where=text("status = 'delivering'"),
         ),
         Index(
+            "ix_integration_jobs_held",
+            "integration_id",
+            postgresql_where=text("status = 'held'"),
+        ),
+        Index(
             "ix_integration_jobs_integration_created",
             "integration_id",
             text("created_at DESC"),
@@ -327,6 +334,51 @@ class IntegrationLog(Base):
     created_at: Mapped[datetime] = _ts()
 
 
+class HubProcess(Base):
+    """A live `hub serve` or `hub worker` process: its row is written by its heartbeat and
+    deleted when it stops (or, once stale, by another process's heartbeat)."""
+
+    __tablename__ = "hub_processes"
+    __table_args__ = (
+        CheckConstraint(f"role IN {PROCESS_ROLES!r}", name="role"),
+        CheckConstraint("jobs_in_flight >= 0", name="jobs_in_flight_not_negative"),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    """`host:pid:random`, also the lease owner of the jobs its dispatcher claims."""
+    role: Mapped[str] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(Text)
+    """Where an API process listens (`host:port`); None for a worker."""
+    started_at: Mapped[datetime] = _ts()
+    last_seen_at: Mapped[datetime] = _ts()
+    jobs_in_flight: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class ConsoleSession(Base):
+    """A signed-in console session. The browser holds a random id; only its SHA-256 is stored,
+    so the table alone cannot be used to sign in."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (
+        Index("ix_console_sessions_key_created", "key_id", "created_at"),
+        Index("ix_console_sessions_expires", "expires_at"),
+    )
+
+    id_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(Text)
+    csrf: Mapped[str] = mapped_column(Text)
+    flash: Mapped[list[list[str]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    """Messages for the next page the session sees: `[kind, text]` pairs."""
+    created_at: Mapped[datetime] = _ts()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[datetime] = _ts()
+
+
 # The tables as the expression language writes queries against them (`hub.store`'s SQL rule).
 stores = cast(Table, Store.__table__)
 api_keys = cast(Table, ApiKey.__table__)
@@ -337,3 +389,5 @@ replays = cast(Table, Replay.__table__)
 jobs = cast(Table, IntegrationJob.__table__)
 logs = cast(Table, IntegrationLog.__table__)
 vapid_keys = cast(Table, VapidKey.__table__)
+processes = cast(Table, HubProcess.__table__)
+console_sessions = cast(Table, ConsoleSession.__table__)

@@ -15,9 +15,12 @@ this order:
 2. events older than the cutoff that no job refers to any more (`ix_events_created`, then
    `ix_integration_jobs_event`): idempotency keys are remembered for the retention period;
 3. replays older than the cutoff that no job refers to any more;
-4. access tokens that have expired (`ix_access_tokens_expires_at`), whatever the retention
-   period: an expired token can never be used again. `purge_expired_tokens` is this step on
-   its own, for workers that keep everything else (`HUB_RETENTION_DAYS=0`).
+4. console sessions that have expired (`ix_console_sessions_expires`), whatever the retention
+   period;
+5. access tokens that have expired (`ix_access_tokens_expires_at`), whatever the retention
+   period: an expired token can never be used again. With no retention period (`before`
+   None, `HUB_RETENTION_DAYS=0`) a pass does only these last two; `purge_expired_tokens` is
+   step 5 on its own.
 
 Unfinished jobs (pending, delivering, held) and their logs are never touched, however old.
 One worker purges at a time (a transaction-level advisory lock); the others skip their turn.
@@ -73,6 +76,15 @@ def _unreferenced(table: Table, alias: str, column: str, *, oldest_first: bool) 
 
 PURGE_EVENTS = _unreferenced(models.events, "e", "event_id", oldest_first=True)
 PURGE_REPLAYS = _unreferenced(models.replays, "r", "replay_id", oldest_first=False)
+_EXPIRED = (
+    select(models.console_sessions.c.id_hash)
+    .where(models.console_sessions.c.expires_at < func.now())
+    .limit(_BATCH)
+    .scalar_subquery()
+)
+PURGE_SESSIONS = delete(models.console_sessions).where(
+    models.console_sessions.c.id_hash == any_(func.array(_EXPIRED))
+)
 _EXPIRED_TOKENS = func.array(
     select(models.access_tokens.c.id)
     .where(models.access_tokens.c.expires_at < func.now())
@@ -93,6 +105,7 @@ class Purged:
     jobs: int = 0
     events: int = 0
     replays: int = 0
+    sessions: int = 0
     tokens: int = 0
     full: bool = False
     skipped: bool = False
@@ -100,17 +113,22 @@ class Purged:
 
     @property
     def total(self) -> int:
-        return self.logs + self.jobs + self.events + self.replays + self.tokens
+        return self.logs + self.jobs + self.events + self.replays + self.sessions + self.tokens
 
 
-async def purge(conn: AsyncConnection, *, before: datetime, batch: int = BATCH) -> Purged:
-    """One pass: at most `batch` rows of each kind older than `before`, in the caller's
-    transaction (see the module docstring)."""
+async def purge(conn: AsyncConnection, *, before: datetime | None, batch: int = BATCH) -> Purged:
+    """One pass: at most `batch` rows of each kind older than `before` (None: no jobs, events
+    or replays, only expired sessions and tokens), in the caller's transaction (see the module
+    docstring)."""
     locked = (
         await conn.execute(select(func.pg_try_advisory_xact_lock(RETENTION_LOCK_ID)))
     ).scalar_one()
     if not locked:
         return Purged(skipped=True)
+    sessions = (await conn.execute(PURGE_SESSIONS, {"batch": batch})).rowcount
+    tokens = (await conn.execute(PURGE_TOKENS, {"batch": batch})).rowcount
+    if before is None:
+        return Purged(sessions=sessions, tokens=tokens, full=max(sessions, tokens) >= batch)
     window = {"before": before, "batch": batch}
     picked: list[UUID] = [row.id for row in await conn.execute(PICK_JOBS, window)]
     logs = jobs = 0
@@ -119,12 +137,19 @@ async def purge(conn: AsyncConnection, *, before: datetime, batch: int = BATCH) 
         jobs = (await conn.execute(PURGE_JOBS, {"ids": picked})).rowcount
     events = (await conn.execute(PURGE_EVENTS, window)).rowcount
     replays = (await conn.execute(PURGE_REPLAYS, window)).rowcount
-    tokens = (await conn.execute(PURGE_TOKENS, {"batch": batch})).rowcount
-    full = max(jobs, events, replays, tokens) >= batch
-    return Purged(logs=logs, jobs=jobs, events=events, replays=replays, tokens=tokens, full=full)
+    full = max(jobs, events, replays, sessions, tokens) >= batch
+    return Purged(
+        logs=logs,
+        jobs=jobs,
+        events=events,
+        replays=replays,
+        sessions=sessions,
+        tokens=tokens,
+        full=full,
+    )
 
 
 async def purge_expired_tokens(conn: AsyncConnection, *, batch: int = BATCH) -> Purged:
-    """Step 4 alone: at most `batch` expired access tokens (see the module docstring)."""
+    """Step 5 alone: at most `batch` expired access tokens (see the module docstring)."""
     tokens = (await conn.execute(PURGE_TOKENS, {"batch": batch})).rowcount
     return Purged(tokens=tokens, full=tokens >= batch)

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.api.ratelimit import RateLimiter
+from hub.ratelimit import RateLimiter
 from hub.web import create_app
 from tests.conftest import Tenant, event_body, make_tenant, settings_for, webhook_integration
 

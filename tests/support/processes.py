@@ -1,9 +1,11 @@
 """The hub as processes: real `hub worker` and `hub serve` processes, and the API in the test
 process.
 
-The processes are started from this virtualenv's console script; the test process hosts the API
-(to set data up the way a client would), the sink the hub delivers to (`tests.support.sinks`),
-and read-only looks at the jobs and logs tables (`tests.support.queue`).
+The processes are started from this virtualenv's console script; the test process hosts the
+API (to set data up the way a client would), the sink the hub delivers to
+(`tests.support.sinks`), and read-only looks at the jobs and logs tables
+(`tests.support.queue`). `Publisher` publishes through several API processes as a client of a
+deployment would: it fails over to the next process when one does not answer.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,36 +82,26 @@ async def api_on(database_url: str, engine: AsyncEngine) -> AsyncIterator[Api]:
 # --- hub processes -------------------------------------------------------------------------------
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 @dataclass
 class Processes:
-    """`hub worker` processes of one test; `kill_all` in a `finally` leaves none behind."""
+    """`hub worker` and `hub serve` processes of one test; `kill_all` in a `finally` leaves none
+    behind. Each process logs to `<log_dir>/<kind>-<n>.log`."""
 
     database_url: str
     log_dir: Path
     settings: dict[str, str]
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        return self._start("worker")
-
-    async def start_serve(self, port: int, *, timeout: float = 30) -> subprocess.Popen[bytes]:
-        """`hub serve` (API and dispatcher) on `port` of 127.0.0.1, once `/readyz` says so."""
-        process = self._start("serve", "--host", "127.0.0.1", "--port", str(port))
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    raise AssertionError(f"hub serve exited early:\n{self.output()}")
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(f"http://127.0.0.1:{port}/readyz") as resp:
-                        if resp.status == 200:
-                            return process
-                await asyncio.sleep(0.05)
-        raise AssertionError(f"hub serve not ready in {timeout} s:\n{self.output()}")
-
-    def _start(self, command: str, *args: str) -> subprocess.Popen[bytes]:
+    def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-        env |= {
+        return env | {
             "HUB_DATABASE_URL": self.database_url,
             "HUB_LOG_LEVEL": "warning",
             "HUB_LOG_FORMAT": "console",
@@ -115,18 +109,52 @@ class Processes:
             "HUB_ALLOWED_NETWORKS": TEST_ALLOWED_NETWORKS,
             **self.settings,
         }
-        log_path = self.log_dir / f"{command}-{len(self.started) + 1}.log"
+
+    def _spawn(self, kind: str, *args: str) -> subprocess.Popen[bytes]:
+        log_path = self.log_dir / f"{kind}-{len(self.started) + 1}.log"
         with log_path.open("wb") as output:
             # The working directory keeps a developer's `.env` out of the picture.
             process = subprocess.Popen(
-                [str(HUB), command, *args],
-                env=env,
+                [str(HUB), *args],
+                env=self.env(),
                 cwd=self.log_dir,
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
         self.started.append(process)
         return process
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        return self._spawn("worker", "worker")
+
+    def start_api(self, port: int, *args: str) -> subprocess.Popen[bytes]:
+        """`hub serve --no-worker --no-migrate` on 127.0.0.1:`port` (the test's database is
+        migrated already); `wait_ready` waits for it."""
+        return self._spawn(
+            "api", "serve", "--no-worker", "--no-migrate", "--port", str(port), *args
+        )
+
+    async def start_serve(self, port: int, *, timeout: float = 30) -> subprocess.Popen[bytes]:
+        """`hub serve` (API and dispatcher) on `port` of 127.0.0.1, once `/readyz` says so."""
+        process = self._spawn("serve", "serve", "--host", "127.0.0.1", "--port", str(port))
+        await self.wait_ready(process, port, timeout)
+        return process
+
+    async def wait_ready(
+        self, process: subprocess.Popen[bytes], port: int, timeout: float = 30
+    ) -> None:
+        """Until the API process on `port` answers `/readyz`."""
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise AssertionError(f"hub serve exited at start:\n{self.output()}")
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                        if response.status == 200:
+                            return
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"hub serve on {port} not ready in {timeout} s:\n{self.output()}")
 
     async def wait_exit(self, process: subprocess.Popen[bytes], timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -150,6 +178,76 @@ class Processes:
     def output(self) -> str:
         """Every process's output, for a failing test's report."""
         parts = []
-        for path in sorted([*self.log_dir.glob("worker-*.log"), *self.log_dir.glob("serve-*.log")]):
+        for path in sorted(self.log_dir.glob("*.log")):
             parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}")
         return "\n".join(parts)
+
+
+# --- a client of several API processes -----------------------------------------------------------
+
+
+def numbered_events(prefix: str, count: int) -> list[dict[str, Any]]:
+    """`count` `order.created` events with client ids `<prefix>-<n>`: publishing one again is a
+    no-op, so a batch whose answer was lost can be sent again."""
+    return [event_body(id=f"{prefix}-{n}")["data"] for n in range(count)]
+
+
+@dataclass
+class Publisher:
+    """Publishes batches through the API processes on `ports`, batch `i` to port `i % n` first;
+    a batch that gets no answer (connection refused or dropped: a process stopping or killed)
+    goes to the next port, until some process answers. Any answer is final and counted in
+    `statuses`, so a 5xx shows there."""
+
+    ports: Sequence[int]
+    key: str
+    statuses: Counter[int] = field(default_factory=Counter)
+    failovers: int = 0
+    accepted: set[str] = field(default_factory=set)
+    """Client ids of the events some process answered 200/202 for."""
+
+    async def publish(
+        self, session: aiohttp.ClientSession, index: int, batch: list[dict[str, Any]]
+    ) -> int:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        attempt = 0
+        while True:
+            port = self.ports[(index + attempt) % len(self.ports)]
+            try:
+                async with session.post(
+                    f"http://127.0.0.1:{port}/v2/events", json={"data": batch}, headers=headers
+                ) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientConnectionError, TimeoutError):
+                attempt += 1
+                self.failovers += 1
+                if attempt > 200:
+                    raise AssertionError("no API process answered 200 tries") from None
+                await asyncio.sleep(0.02)
+                continue
+            self.statuses[status] += 1
+            if status in (200, 202):
+                self.accepted.update(str(event["id"]) for event in batch)
+            return status
+
+    async def publish_all(
+        self,
+        batches: Sequence[list[dict[str, Any]]],
+        *,
+        concurrency: int = 4,
+        pace: float = 0.0,
+    ) -> None:
+        """Every batch, `concurrency` at once; each sender waits `pace` s between batches."""
+        queue = list(enumerate(batches))
+        queue.reverse()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+            async def sender() -> None:
+                while queue:
+                    index, batch = queue.pop()
+                    await self.publish(session, index, batch)
+                    if pace:
+                        await asyncio.sleep(pace)
+
+            await asyncio.gather(*(sender() for _ in range(concurrency)))

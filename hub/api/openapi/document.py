@@ -71,6 +71,7 @@ _RESOURCES: tuple[type[BaseModel], ...] = (
     s.SecretOut,
     s.VapidKeyOut,
     s.DeletedOut,
+    s.DeploymentStatusOut,
 )
 _OTHERS: tuple[type[BaseModel], ...] = (
     s.ListLinks,

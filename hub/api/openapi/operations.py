@@ -427,6 +427,22 @@ OPERATIONS: tuple[Op, ...] = (
     ),
     Op(
         "get",
+        "/v2/status",
+        "get_status",
+        _OPS,
+        "The deployment's status",
+        "**(beyond EP)** The deployment as a whole, for operators (admin keys): the live "
+        "`hub serve` and `hub worker` processes (each heartbeats every "
+        "`HUB_HEARTBEAT_INTERVAL` seconds; one silent for `HUB_HEARTBEAT_STALE_AFTER` drops "
+        "out), the queue by lane (first attempts and retries, each due now or scheduled; "
+        "delivering; held by the circuit breaker), how long the oldest due job has waited "
+        "(`lag_seconds`), and the delivery attempts of the last minute. Every store's jobs "
+        "count. `hub status` prints the same; `/metrics` has them as gauges.",
+        Permission.DEPLOYMENT,
+        {200: ("DeploymentStatusResponse", "The status.")},
+    ),
+    Op(
+        "get",
         "/v2/push/vapid-key",
         "get_vapid_key",
         _PUSH,
