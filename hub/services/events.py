@@ -22,7 +22,7 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub import conditions
+from hub import conditions, ordering
 from hub.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from hub.events import TEST_KEY, EventCatalogue, match_candidates, matches, validate_published
 from hub.ids import uuid7
@@ -127,7 +127,9 @@ async def publish(
 
     The integrations are read first, then the events and the jobs of those not seen before are
     written by one statement (`enqueue.insert_published`), atomic on its own: two round trips on
-    the driver connection, inside the caller's transaction if it has begun one.
+    the driver connection, inside the caller's transaction if it has begun one. Jobs of ordered
+    integrations (`hub.ordering`) add a transaction, their queue lock and one more statement.
+    Within a batch the events keep their array order (their jobs' ids grow along it).
     """
     texts = _check(items, batch, catalogue, max_event_bytes)
     client_ids = _client_ids(items, batch, idempotency_key)
@@ -155,7 +157,19 @@ async def publish(
             if matches(t.observes, event.triggered_by) and filters[t.id](event.payload)
         ]
         jobs_total[event.id] = len(matched)
-        new_jobs += [enqueue.NewJob(t.id, event.id, event.triggered_by) for t in matched]
+        new_jobs += [
+            enqueue.NewJob(
+                t.id,
+                event.id,
+                event.triggered_by,
+                # An ordered integration's job carries its event's key value (`hub.ordering`);
+                # `insert_published` appends such jobs to their keys' queues.
+                None
+                if t.ordering_key is None
+                else ordering.key_value(event.payload, t.ordering_key),
+            )
+            for t in matched
+        ]
     inserted = await enqueue.insert_published(db, store_id, new, new_jobs, now)
 
     repeated = [e.client_id for e in new if e.id not in inserted and e.client_id is not None]
@@ -190,8 +204,9 @@ async def send_test(conn: AsyncConnection, store_id: UUID, integration_id: UUID)
 
     The event and its job are stored like any other (one transaction, NOTIFY), so the job is
     delivered by the dispatcher through the normal path. Only this integration gets a job, whether
-    or not it observes `integration.test` and whatever its conditions. A disabled integration is
-    a 409: none of its jobs would be delivered.
+    or not it observes `integration.test` and whatever its conditions; it is unordered, whatever
+    the integration's `ordering_key` (it concerns no resource). A disabled integration is a 409:
+    none of its jobs would be delivered.
     """
     integration = await integrations.get_integration(conn, store_id, integration_id)
     if integration is None:
