@@ -1,6 +1,7 @@
-"""The hub as processes: real `hub worker` processes, and the API in the test process.
+"""The hub as processes: real `hub worker` (and `hub serve --no-worker`) processes, and the API
+in the test process.
 
-The workers are started from this virtualenv's console script; the test process hosts the API
+The processes are started from this virtualenv's console script; the test process hosts the API
 (to set data up the way a client would), the sink the hub delivers to (`tests.support.sinks`),
 and read-only looks at the jobs and logs tables (`tests.support.queue`).
 """
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,6 +36,7 @@ from tests.conftest import (
     settings_for,
     webhook_integration,
 )
+from tests.support.waiting import eventually
 
 HUB = Path(sys.executable).with_name("hub")
 
@@ -47,9 +51,11 @@ class Api:
     client: TestClient[Any, Any]
     tenant: Tenant
 
-    async def create_webhook(self, url: str) -> UUID:
+    async def create_webhook(self, url: str, **attributes: Any) -> UUID:
         response = await self.client.post(
-            "/v2/integrations", json=webhook_integration(url), headers=self.tenant.auth("manage")
+            "/v2/integrations",
+            json=webhook_integration(url, **attributes),
+            headers=self.tenant.auth("manage"),
         )
         assert response.status == 201, await response.text()
         return UUID((await response.json())["data"]["id"])
@@ -86,6 +92,42 @@ class Processes:
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start_worker(self) -> subprocess.Popen[bytes]:
+        return self._start("worker", "worker")
+
+    async def start_api(self) -> str:
+        """A `hub serve --no-worker` process on a free loopback port; its base URL once it
+        answers `/healthz`."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        process = self._start(
+            "api",
+            "serve",
+            "--no-worker",
+            "--no-migrate",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        )
+        base = f"http://127.0.0.1:{port}"
+
+        async def up() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"hub serve exited:\n{self.output()}")
+            try:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(f"{base}/healthz") as response,
+                ):
+                    return response.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(up, timeout=30, what="hub serve answering", interval=0.1)
+        return base
+
+    def _start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
         env |= {
             "HUB_DATABASE_URL": self.database_url,
@@ -93,13 +135,14 @@ class Processes:
             "HUB_LOG_FORMAT": "console",
             "HUB_SECRET_KEY": TEST_SECRET_KEY,
             "HUB_ALLOWED_NETWORKS": TEST_ALLOWED_NETWORKS,
+            "HUB_API_RATE_LIMIT": "0",
             **self.settings,
         }
-        log_path = self.log_dir / f"worker-{len(self.started) + 1}.log"
+        log_path = self.log_dir / f"{name}-{len(self.started) + 1}.log"
         with log_path.open("wb") as output:
             # The working directory keeps a developer's `.env` out of the picture.
             process = subprocess.Popen(
-                [str(HUB), "worker"],
+                [str(HUB), *args],
                 env=env,
                 cwd=self.log_dir,
                 stdout=output,
@@ -128,8 +171,8 @@ class Processes:
                     process.wait(10)
 
     def output(self) -> str:
-        """Every worker's output, for a failing test's report."""
+        """Every process's output, for a failing test's report."""
         parts = []
-        for path in sorted(self.log_dir.glob("worker-*.log")):
+        for path in sorted([*self.log_dir.glob("worker-*.log"), *self.log_dir.glob("api-*.log")]):
             parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}")
         return "\n".join(parts)
