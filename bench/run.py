@@ -2,7 +2,8 @@
 
 Order: a throwaway database, `hub migrate`, two keys (manage, publish), the sink, `hub serve
 --no-worker` and `hub worker`, one webhook integration to the sink, a warm-up; then baseline,
-throughput, latency, publish, fan-out and backlog (last: it stops the API and the worker). A
+throughput, ordered, latency, publish, fan-out and backlog (last: it stops the API and the
+worker). A
 scenario that fails is reported and the others still run; everything is stopped and the
 database dropped at the end, whatever happened.
 
@@ -34,7 +35,7 @@ from bench.config import BenchConfig
 from bench.context import Bench
 from bench.procstats import CpuWindow, RssMonitor, machine
 from bench.report import Results, judge, render, write
-from bench.scenarios import backlog, baseline, fanout, latency, publish, throughput
+from bench.scenarios import backlog, baseline, fanout, latency, ordered, publish, throughput
 from bench.scenarios.common import warm_up
 from bench.services import BenchError, Hub, create_database, drop_database, passed_settings
 from bench.sink import SinkProcess
@@ -44,13 +45,14 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[Any]]] = {
     "baseline": baseline.run,
     "throughput": throughput.run,
+    "ordered": ordered.run,
     "latency": latency.run,
     "publish": publish.run,
     "fanout": fanout.run,
     "backlog": backlog.run,
 }
 #: Scenarios profiled with py-spy under --profile (the API- and worker-heavy ones).
-PROFILED = ("throughput", "latency", "publish", "fanout")
+PROFILED = ("throughput", "ordered", "latency", "publish", "fanout")
 
 
 def _parser() -> argparse.ArgumentParser:

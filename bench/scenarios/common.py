@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any
 
 from bench.client import EVENT_KEY, Sent, event
@@ -44,15 +44,23 @@ async def publish_batches(
     concurrency: int,
     key: str = EVENT_KEY,
     check: bool = True,
+    resources: Callable[[int], str] | None = None,
 ) -> list[Sent]:
-    """Publish `ids` in batches of the configured size with `concurrency` requests in flight."""
+    """Publish `ids` in batches of the configured size with `concurrency` requests in flight
+    (`resources`: the resource of the `n`th event, for the ordered scenarios)."""
     size = bench.config.batch_size
-    batches: Iterator[list[str]] = iter([ids[i : i + size] for i in range(0, len(ids), size)])
+    numbered = list(enumerate(ids))
+    batches: Iterator[list[tuple[int, str]]] = iter(
+        [numbered[i : i + size] for i in range(0, len(numbered), size)]
+    )
     sent: list[Sent] = []
+
+    def body(n: int, event_id: str) -> dict[str, Any]:
+        return event(event_id, key, None if resources is None else resources(n))
 
     async def publisher() -> None:
         for batch in batches:
-            sent.append(await bench.client.publish([event(i, key) for i in batch], check=check))
+            sent.append(await bench.client.publish([body(n, i) for n, i in batch], check=check))
 
     await together((publisher() for _ in range(concurrency)), timeout=max(60, len(ids) / 100))
     return sent
