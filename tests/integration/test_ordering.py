@@ -15,7 +15,10 @@ from uuid import UUID
 import pytest
 from sqlalchemy import text
 
+from hub.events import load_catalogue
 from hub.ids import uuid7
+from hub.services import events as event_service
+from hub.services.inputs import EventIn
 from hub.store import claiming, ordered
 from hub.store.engine import driver
 from tests.conftest import event_body, settings_for, webhook_integration
@@ -481,3 +484,24 @@ async def test_an_ordering_key_is_shown_changed_and_removed(stack: Stack) -> Non
         assert (await response.json())["data"]["ordering_key"] == value
     [event] = await publish(stack, [keyed("a", 1)])
     assert (await jobs_by_event(stack, integration))[event]["ordering_key_value"] is None
+
+
+async def test_ordered_jobs_published_inside_a_callers_transaction_join_it(stack: Stack) -> None:
+    """As the AMQP consumer publishes: several publishes in one transaction, committed together."""
+    integration = await ordered_webhook(stack)
+    store_id = await stack.scalar("SELECT store_id FROM integrations WHERE id = :i", i=integration)
+    items = [EventIn.model_validate(keyed("a", n)) for n in range(3)]
+    async with stack.engine.begin() as conn:
+        for item in items:
+            await event_service.publish(
+                conn,
+                load_catalogue(),
+                store_id,
+                [item],
+                batch=False,
+                idempotency_key=None,
+                max_event_bytes=2**20,
+            )
+        assert await chain(stack, integration) == [], "nothing visible before the commit"
+    rows = await chain(stack, integration)
+    assert [waits for _, waits in rows] == [None, rows[0][0], rows[1][0]]
