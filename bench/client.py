@@ -15,14 +15,25 @@ import orjson
 
 EVENT_KEY = "order.created"
 FANOUT_KEY = "benchfanout.created"
+ORDERED_KEY = "benchordered.created"
+#: Where an ordered scenario's events carry their resource (the integration's `ordering_key`).
+RESOURCE_PATH = "data.resource_id"
 
 
 class ApiError(RuntimeError):
     """The API answered something other than what the benchmark expects."""
 
 
-def payload(event_id: str) -> dict[str, Any]:
-    """An EP-like order payload, tagged with the benchmark's `event_id`."""
+def payload(event_id: str, resource: str | None = None) -> dict[str, Any]:
+    """An EP-like order payload, tagged with the benchmark's `event_id` (and, for the ordered
+    scenarios, the `resource` it concerns, at `RESOURCE_PATH`)."""
+    document = _payload(event_id)
+    if resource is not None:
+        document["data"]["resource_id"] = resource
+    return document
+
+
+def _payload(event_id: str) -> dict[str, Any]:
     return {
         "data": {
             "type": "order",
@@ -53,8 +64,8 @@ def payload(event_id: str) -> dict[str, Any]:
     }
 
 
-def event(event_id: str, key: str = EVENT_KEY) -> dict[str, Any]:
-    return {"type": "event", "triggered_by": key, "payload": payload(event_id)}
+def event(event_id: str, key: str = EVENT_KEY, resource: str | None = None) -> dict[str, Any]:
+    return {"type": "event", "triggered_by": key, "payload": payload(event_id, resource)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +113,14 @@ class HubClient:
         assert self._session is not None, "use `async with HubClient(...)`"
         return self._session
 
-    async def create_webhook(self, url: str, *, key: str = EVENT_KEY, name: str = "bench") -> str:
+    async def create_webhook(
+        self,
+        url: str,
+        *,
+        key: str = EVENT_KEY,
+        name: str = "bench",
+        ordering_key: str | None = None,
+    ) -> str:
         body = {
             "data": {
                 "type": "integration",
@@ -111,6 +129,7 @@ class HubClient:
                 "integration_type": "webhook",
                 "observes": [key],
                 "configuration": {"url": url, "secret_key": "bench-secret-value"},
+                "ordering_key": ordering_key,
             }
         }
         async with self.session.post(

@@ -28,6 +28,8 @@ class BenchConfig:
     scaleout_events: int = 10_000
     """Events delivered with one worker, and again with two."""
     """Batch requests in flight while publishing the throughput events."""
+    ordered_resources: int = 1_000
+    """Resources (ordering key values) the ordered scenario's events are spread over."""
     latency_rates: tuple[int, ...] = (50, 200, 500, 1000)
     latency_seconds: float = 10.0
     publish_single_concurrency: int = 64
@@ -42,6 +44,10 @@ class BenchConfig:
     fanout_rounds: int = 3
     list_requests: int = 20
     backlog_jobs: int = 1_000_000
+    """Also the ordered backlog's size (`ordered_backlog_resources` keys)."""
+    ordered_backlog_resources: int = 10_000
+    """Keys of the ordered backlog: one due job (its head) each, the others waiting; enough
+    heads that every timed claim finds its limit's worth."""
     near_empty_jobs: int = 3_000
     claim_limit: int = CLAIM_LIMIT
     """Set by `build` to min(CLAIM_LIMIT, worker_concurrency): the most the worker claims."""

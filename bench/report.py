@@ -14,6 +14,7 @@ from bench.scenarios.backlog import BacklogResult
 from bench.scenarios.baseline import BaselineResult
 from bench.scenarios.fanout import FanoutResult
 from bench.scenarios.latency import LatencyResult, RateResult
+from bench.scenarios.ordered import OrderedResult
 from bench.scenarios.overload import OverloadResult
 from bench.scenarios.publish import PublishResult
 from bench.scenarios.scaleout import ScaleOutResult
@@ -30,6 +31,7 @@ class Results:
     baseline: BaselineResult | None = None
     throughput: ThroughputResult | None = None
     scaleout: ScaleOutResult | None = None
+    ordered: OrderedResult | None = None
     latency: LatencyResult | None = None
     publish: PublishResult | None = None
     overload: OverloadResult | None = None
@@ -49,6 +51,15 @@ class Results:
         if not self.baseline.deliveries_per_second:
             return None
         return round(self.throughput.deliveries_per_second / self.baseline.deliveries_per_second, 3)
+
+    @property
+    def ordered_ratio(self) -> float | None:
+        """Ordered deliveries per second / unordered ones (the throughput scenario's)."""
+        if self.ordered is None or self.throughput is None:
+            return None
+        if not self.throughput.deliveries_per_second:
+            return None
+        return round(self.ordered.deliveries_per_second / self.throughput.deliveries_per_second, 3)
 
     def latency_at(self, per_second: int) -> float | None:
         """Publish → first delivery p95 at `per_second` (ms)."""
@@ -74,9 +85,13 @@ class Results:
 
     def to_json(self) -> dict[str, Any]:
         doc = dataclasses.asdict(self)
-        doc["ratios"] = {"e2e_deliveries_to_baseline": self.e2e_ratio}
+        doc["ratios"] = {
+            "e2e_deliveries_to_baseline": self.e2e_ratio,
+            "ordered_deliveries_to_unordered": self.ordered_ratio,
+        }
         if self.backlog is not None:
             doc["ratios"]["claim_backlog_to_near_empty"] = self.backlog.claim_ratio
+            doc["ratios"]["claim_ordered_backlog_to_backlog"] = self.backlog.ordered_claim_ratio
         if self.scaleout is not None:
             doc["ratios"]["two_workers_to_one"] = self.scaleout.ratio
         doc["targets"] = [dataclasses.asdict(t) for t in judge(self)]
@@ -101,7 +116,8 @@ class Target:
 _OPS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le}
 
 #: (name, figure, comparison, threshold, unit): the targets of issues 8 and 15, for 1,000
-#: integrations and 1,000,000 due jobs (a `--quick` run judges its smaller sizes the same way).
+#: integrations and 1,000,000 due jobs, and of issue 21 (ordered delivery) for 1,000 resources
+#: and 1,000,000 ordered jobs (a `--quick` run judges its smaller sizes the same way).
 TARGETS: list[tuple[str, Callable[[Results], float | None], str, float, str]] = [
     ("end-to-end deliveries / raw-client baseline", lambda r: r.e2e_ratio, ">=", 0.6, "x"),
     ("publish → first delivery p95 at 200 events/s", lambda r: r.latency_at(200), "<=", 25, "ms"),
@@ -162,6 +178,14 @@ TARGETS: list[tuple[str, Callable[[Results], float | None], str, float, str]] = 
         "<=",
         250,
         "MB",
+    ),
+    ("ordered deliveries (1,000 resources) / unordered", lambda r: r.ordered_ratio, ">=", 0.5, "x"),
+    (
+        "claim with the ordered backlog / the unordered one (median)",
+        lambda r: r.backlog.ordered_claim_ratio if r.backlog else None,
+        "<=",
+        2,
+        "x",
     ),
 ]
 
@@ -246,6 +270,17 @@ def rows(results: Results) -> list[tuple[str, str, str]]:
                 )
             )
         out.append(("scale-out", "2 workers / 1 worker", _fmt(so.ratio, "x")))
+    if (o := results.ordered) is not None:
+        out += [
+            (
+                "ordered",
+                f"{o.events:,} events over {o.resources:,} resources → delivered",
+                _fmt(o.deliveries_per_second, "/s"),
+            ),
+            ("ordered", "ratio to unordered throughput", _fmt(results.ordered_ratio, "x")),
+            ("ordered", "publishing alone took", _fmt(o.publish_seconds, "s")),
+            ("ordered", "out of order / duplicates", f"{o.out_of_order} / {o.duplicates}"),
+        ]
     if (lat := results.latency) is not None:
         for r in lat.rates:
             ms = r.latency_ms
@@ -300,29 +335,30 @@ def rows(results: Results) -> list[tuple[str, str, str]]:
         for label, figures in (("single", p.single), ("batch", p.batch)):
             if figures.not_accepted:
                 out.append(("publish", f"{label}: not accepted", _statuses(figures.not_accepted)))
-    if (o := results.overload) is not None:
+    if (ov := results.overload) is not None:
         out += [
             (
                 "overload",
-                f"{o.rate}/s for {o.seconds:.0f} s (achieved {_fmt(o.achieved_rate)}/s): accepted",
-                _fmt(o.accepted_per_second, "events/s"),
+                f"{ov.rate}/s for {ov.seconds:.0f} s "
+                f"(achieved {_fmt(ov.achieved_rate)}/s): accepted",
+                _fmt(ov.accepted_per_second, "events/s"),
             ),
             (
                 "overload",
                 "  accepted request p50 / p95 / p99",
-                f"{_fmt(o.accepted_ms.p50)} / {_fmt(o.accepted_ms.p95)} / "
-                f"{_fmt(o.accepted_ms.p99, 'ms')}",
+                f"{_fmt(ov.accepted_ms.p50)} / {_fmt(ov.accepted_ms.p95)} / "
+                f"{_fmt(ov.accepted_ms.p99, 'ms')}",
             ),
             (
                 "overload",
                 "  refused 503 (with Retry-After), answered p50 / p95",
-                f"{o.refused_503:,} ({o.refused_with_retry_after:,}), "
-                f"{_fmt(o.refused_ms.p50)} / {_fmt(o.refused_ms.p95, 'ms')}",
+                f"{ov.refused_503:,} ({ov.refused_with_retry_after:,}), "
+                f"{_fmt(ov.refused_ms.p50)} / {_fmt(ov.refused_ms.p95, 'ms')}",
             ),
             (
                 "overload",
                 "  other answers; accepted but lost",
-                f"{_statuses(o.other_answers) or 'none'}; {o.lost}",
+                f"{_statuses(ov.other_answers) or 'none'}; {ov.lost}",
             ),
         ]
     if (f := results.fanout) is not None:
@@ -379,6 +415,16 @@ def rows(results: Results) -> list[tuple[str, str, str]]:
             ),
             ("backlog", f"insert {k.backlog_jobs:,} jobs", _fmt(k.insert_seconds, "s")),
         ]
+        if k.ordered is not None:
+            out += [
+                (
+                    "backlog",
+                    f"claim {k.ordered.claimed_per_claim:.0f}, {k.backlog_jobs:,} ordered "
+                    f"({k.ordered_resources:,} due): median / p95",
+                    f"{_fmt(k.ordered.median_ms)} / {_fmt(k.ordered.claim_ms.p95, 'ms')}",
+                ),
+                ("backlog", "ordered / unordered", _fmt(k.ordered_claim_ratio, "x")),
+            ]
     return out
 
 

@@ -2,9 +2,10 @@
 
 Order: a throwaway database, `hub migrate`, two keys (manage, publish), the sink, `hub serve
 --no-worker` and `hub worker`, one webhook integration to the sink, a warm-up; then baseline,
-throughput, scale-out (a second worker for a while), latency, publish, overload, fan-out and
-backlog (last: it stops the API and the worker). A scenario that fails is reported and the others
-still run; everything is stopped and the database dropped at the end, whatever happened.
+throughput, ordered, scale-out (a second worker for a while), latency, publish, overload,
+fan-out and backlog (last: it stops the API and the worker). A scenario that fails is reported
+and the others still run; everything is stopped and the database dropped at the end, whatever
+happened.
 
 Exit status: 0 when every scenario ran (whether or not the targets are met; `--strict` makes a
 missed target exit 3), 1 when a scenario failed, 2 when a service is missing.
@@ -40,6 +41,7 @@ from bench.scenarios import (
     baseline,
     fanout,
     latency,
+    ordered,
     overload,
     publish,
     scaleout,
@@ -54,6 +56,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[Any]]] = {
     "baseline": baseline.run,
     "throughput": throughput.run,
+    "ordered": ordered.run,
     "scaleout": scaleout.run,
     "latency": latency.run,
     "publish": publish.run,
@@ -62,7 +65,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[Any]]] = {
     "backlog": backlog.run,
 }
 #: Scenarios profiled with py-spy under --profile (the API- and worker-heavy ones).
-PROFILED = ("throughput", "latency", "publish", "fanout")
+PROFILED = ("throughput", "ordered", "latency", "publish", "fanout")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -57,6 +57,9 @@ class Delivery:
     """The event's payload document (`{"data": …, "included": …}`), as published."""
     event_time: datetime
     target: Target
+    ordering_value: str | None = None
+    """(beyond EP) The job's key value when its integration orders deliveries (its
+    `ordering_key`'s value in the payload): one job of a value is delivered at a time."""
 
 
 @dataclass(frozen=True, slots=True)

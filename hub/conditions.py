@@ -105,6 +105,53 @@ class InvalidCondition(ValueError):
         self.problems = problems
 
 
+# --- paths ---------------------------------------------------------------------------------------
+
+
+class InvalidPath(ValueError):
+    """Not a dotted path the language accepts; the message says why."""
+
+
+def parse_path(field: object) -> tuple[str, ...]:
+    """`field` split at its dots: a string of at most `MAX_FIELD_LENGTH` characters and
+    `MAX_SEGMENTS` non-empty segments (`InvalidPath` otherwise). Conditions' fields and
+    integrations' `ordering_key` are such paths."""
+    if not isinstance(field, str):
+        raise InvalidPath('must be a dotted path string such as "data.status"')
+    segments = tuple(field.split("."))
+    if not field or len(field) > MAX_FIELD_LENGTH or not all(segments):
+        raise InvalidPath(
+            f'must be a dotted path of non-empty names such as "data.status", at most '
+            f"{MAX_FIELD_LENGTH} characters"
+        )
+    if len(segments) > MAX_SEGMENTS:
+        raise InvalidPath(f"has {len(segments)} segments; at most {MAX_SEGMENTS} are allowed")
+    return segments
+
+
+ABSENT: Final = object()
+"""What `resolve` answers for a path that does not resolve."""
+
+
+def resolve(payload: object, path: tuple[str, ...]) -> object:
+    """The value at `path` in `payload`, or `ABSENT`: each segment names a key of an object, or
+    (digits only) an index of an array. Never raises."""
+    value = payload
+    for segment in path:
+        if isinstance(value, Mapping):
+            if segment not in value:
+                return ABSENT
+            value = value[segment]
+        elif isinstance(value, list) and segment.isdigit() and segment.isascii():
+            index = int(segment)
+            if index >= len(value):
+                return ABSENT
+            value = value[index]
+        else:
+            return ABSENT
+    return value
+
+
 # --- parsing -------------------------------------------------------------------------------------
 
 
@@ -186,21 +233,11 @@ class _Parser:
         return Leaf(field, segments, op, operand)
 
     def field(self, field: object, path: str) -> tuple[str, ...] | None:
-        if not isinstance(field, str):
-            self.fail('must be a dotted path string such as "data.status"', path)
+        try:
+            return parse_path(field)
+        except InvalidPath as exc:
+            self.fail(str(exc), path)
             return None
-        segments = tuple(field.split("."))
-        if not field or len(field) > MAX_FIELD_LENGTH or not all(segments):
-            self.fail(
-                f'must be a dotted path of non-empty names such as "data.status", at most '
-                f"{MAX_FIELD_LENGTH} characters",
-                path,
-            )
-            return None
-        if len(segments) > MAX_SEGMENTS:
-            self.fail(f"has {len(segments)} segments; at most {MAX_SEGMENTS} are allowed", path)
-            return None
-        return segments
 
     def operand(self, op: str, value: object, path: str) -> Operand | None:
         if op == "exists":
@@ -254,25 +291,6 @@ def to_json(condition: Condition) -> dict[str, Any]:
 
 # --- evaluation ----------------------------------------------------------------------------------
 
-_ABSENT: Final = object()
-
-
-def _resolve(payload: object, path: tuple[str, ...]) -> object:
-    value = payload
-    for segment in path:
-        if isinstance(value, Mapping):
-            if segment not in value:
-                return _ABSENT
-            value = value[segment]
-        elif isinstance(value, list) and segment.isdigit() and segment.isascii():
-            index = int(segment)
-            if index >= len(value):
-                return _ABSENT
-            value = value[index]
-        else:
-            return _ABSENT
-    return value
-
 
 def _kind(value: object) -> str:
     if value is None:
@@ -306,10 +324,10 @@ def _ordered(value: object, operand: object, op: str) -> bool:
 
 
 def _leaf_holds(leaf: Leaf, payload: object) -> bool:
-    value = _resolve(payload, leaf.path)
+    value = resolve(payload, leaf.path)
     if leaf.op == "exists":
-        return (value is not _ABSENT) is leaf.operand
-    if value is _ABSENT:
+        return (value is not ABSENT) is leaf.operand
+    if value is ABSENT:
         return False
     match leaf.op:
         case "equals":

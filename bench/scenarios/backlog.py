@@ -1,4 +1,5 @@
-"""Backlog: claiming with a million due jobs in the table, and a worker's memory meanwhile.
+"""Backlog: claiming with a million due jobs in the table, and a worker's memory meanwhile; then
+claiming with a million *ordered* jobs, most of them waiting behind their keys' heads.
 
 The API and the worker are stopped first. The claim is timed from this process, calling
 `hub.store.claiming.claim` (the worker's own statement, on the hub's engine's driver connection)
@@ -8,6 +9,12 @@ generate_series`, one event row reused, all for the webhook to the sink, due ove
 minutes). Both are `VACUUM ANALYZE`d first, as autovacuum would have done.
 Then a fresh `hub worker` runs against the backlog for a while; its RSS is sampled from
 /proc/<pid>/status, and the deliveries it made are counted.
+
+Last, the backlog is cancelled and a million ordered jobs take its place, as publishing would
+have queued them (`hub.store.ordered`): `ordered_backlog_resources` keys, each with one due job
+(its head) and the others waiting behind it (`blocked_by` the one before, no next attempt), ids
+in queue order; the claim is timed the same way. The ratio to the unordered backlog's claim shows
+that waiting jobs cost a claim nothing.
 """
 
 from __future__ import annotations
@@ -56,6 +63,14 @@ class BacklogResult:
     """The worker's CPU over its run, as % of one core."""
     worker_deliveries: int
     worker_deliveries_per_second: float
+    ordered: ClaimFigures | None = None
+    """The claim with `backlog_jobs` ordered jobs, `ordered_resources` of them due (their keys'
+    heads) and the others waiting."""
+    ordered_resources: int = 0
+    """The ordered backlog's keys (`ordered_backlog_resources`)."""
+    ordered_insert_seconds: float = 0.0
+    ordered_claim_ratio: float | None = None
+    """Median claim with the ordered backlog / median claim with the unordered backlog."""
 
 
 async def _insert_jobs(bench: Bench, event_id: str, count: int) -> float:
@@ -75,6 +90,41 @@ async def _insert_jobs(bench: Bench, event_id: str, count: int) -> float:
             bench.integration_id,
             EVENT_KEY,
             count,
+            first,
+            last,
+            timeout=300,
+        )
+    return time.monotonic() - started
+
+
+#: A job id that sorts by `g` (ids in queue order, as `hub.store.ordered` keeps them).
+_ID = "('00000000-0000-7000-8000-' || lpad(to_hex({}), 12, '0'))::uuid"
+
+
+async def _insert_ordered_jobs(bench: Bench, event_id: str, count: int, keys: int) -> float:
+    """`count` ordered jobs over `keys` keys: job `g` of key `g mod keys`, the first of each key
+    due (over the last minutes), every later one waiting for the one `keys` before it."""
+    started = time.monotonic()
+    for first in range(0, count, CHUNK):
+        last = min(first + CHUNK, count) - 1
+        await bench.sql.execute(
+            f"""
+            INSERT INTO integration_jobs (id, store_id, event_id, integration_id, triggered_by,
+                status, attempts, next_attempt_at, ordering_value, blocked_by, created_at,
+                updated_at)
+            SELECT {_ID.format("g")}, $1::uuid, $2::uuid, $3::uuid, $4, 'pending', 0,
+                CASE WHEN g < $5::int
+                     THEN now() - make_interval(secs => ($5::int - g) / 1000.0) END,
+                'r' || (g % $5::int),
+                CASE WHEN g >= $5::int THEN {_ID.format("g - $5::int")} END,
+                now(), now()
+            FROM generate_series($6::int, $7::int) AS g
+            """,
+            bench.store_id,
+            event_id,
+            bench.integration_id,
+            EVENT_KEY,
+            keys,
             first,
             last,
             timeout=300,
@@ -115,7 +165,7 @@ async def _claims(bench: Bench, due: int) -> ClaimFigures:
 async def _cancel_unfinished(bench: Bench) -> None:
     await bench.sql.execute(
         "UPDATE integration_jobs SET status = 'cancelled', next_attempt_at = NULL, "
-        "lease_owner = NULL, lease_expires_at = NULL, completed_at = now() "
+        "lease_owner = NULL, lease_expires_at = NULL, blocked_by = NULL, completed_at = now() "
         "WHERE status IN ('pending', 'delivering')",
         timeout=300,
     )
@@ -164,6 +214,11 @@ async def run(bench: Bench) -> BacklogResult:
     finally:
         await bench.hub.stop(worker)
     deliveries = after.count - before.count
+
+    await _cancel_unfinished(bench)
+    keys = bench.config.ordered_backlog_resources
+    ordered_insert = await _insert_ordered_jobs(bench, event_id, count, keys)
+    ordered = await _claims(bench, keys)
     return BacklogResult(
         backlog_jobs=count,
         insert_seconds=round(insert_seconds, 2),
@@ -177,4 +232,8 @@ async def run(bench: Bench) -> BacklogResult:
         worker_cpu_percent=round(100 * used / ran, 1),
         worker_deliveries=deliveries,
         worker_deliveries_per_second=rate(deliveries, ran),
+        ordered=ordered,
+        ordered_resources=keys,
+        ordered_insert_seconds=round(ordered_insert, 2),
+        ordered_claim_ratio=round(ordered.median_ms / full.median_ms, 2),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any
 
 from bench.client import EVENT_KEY, ApiError, Sent, event
@@ -44,20 +44,28 @@ async def publish_batches(
     concurrency: int,
     key: str = EVENT_KEY,
     check: bool = True,
+    resources: Callable[[int], str] | None = None,
 ) -> list[Sent]:
-    """Publish `ids` in batches of the configured size with `concurrency` requests in flight.
+    """Publish `ids` in batches of the configured size with `concurrency` requests in flight
+    (`resources`: the resource of the `n`th event, for the ordered scenarios).
 
     Like a well-behaved client, a batch refused with 503 and `Retry-After` (the API's admission
     under load) is sent again after that pause (at most 1 s); each refused request is kept in
     the returned list, so it shows among the answers that were not 202.
     """
     size = bench.config.batch_size
-    batches: Iterator[list[str]] = iter([ids[i : i + size] for i in range(0, len(ids), size)])
+    numbered = list(enumerate(ids))
+    batches: Iterator[list[tuple[int, str]]] = iter(
+        [numbered[i : i + size] for i in range(0, len(numbered), size)]
+    )
     sent: list[Sent] = []
+
+    def body(n: int, event_id: str) -> dict[str, Any]:
+        return event(event_id, key, None if resources is None else resources(n))
 
     async def publisher() -> None:
         for batch in batches:
-            events = [event(i, key) for i in batch]
+            events = [body(n, i) for n, i in batch]
             while True:
                 answer = await bench.client.publish(events, check=False)
                 sent.append(answer)

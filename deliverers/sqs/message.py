@@ -10,7 +10,9 @@ consumers filter without parsing the body:
 FIFO queues (the URL ends with `.fifo`) get `MessageGroupId` = the integration id, or, when the
 configuration has a `message_group_key` such as `data.customer.id`, the string or number at that
 dotted path of the payload (the integration id when it is missing, null, empty or not a scalar;
-SQS itself judges the value's characters and length), and `MessageDeduplicationId` =
+SQS itself judges the value's characters and length), or else, for a job of an integration with
+an `ordering_key`, the job's key value (`Delivery.ordering_value`: the hub delivers one job of a
+value at a time, and the queue keeps them in that order); and `MessageDeduplicationId` =
 `{job_id}-{attempt}`.
 
 **Size.** Measured as SQS does: the UTF-8 body plus every attribute's name, type and value. Over
@@ -122,7 +124,10 @@ def build_message(delivery: Delivery, config: SqsConfig, *, source: str) -> SqsM
     group_id = dedup_id = None
     if is_fifo(config.url):
         default = str(delivery.target.id)
-        group_id = message_group_id(delivery.payload, config.message_group_key, default)
+        if config.message_group_key is None and delivery.ordering_value is not None:
+            group_id = delivery.ordering_value
+        else:
+            group_id = message_group_id(delivery.payload, config.message_group_key, default)
         dedup_id = f"{delivery.job_id}-{delivery.attempt}"
     return SqsMessage(body, attributes, group_id, dedup_id, size, elided)
 

@@ -17,6 +17,7 @@ from pydantic import (
 
 from hub.services.inputs import (
     MAX_IN_FLIGHT_DOC,
+    ORDERING_KEY_DOC,
     RATE_LIMIT_DOC,
     EventIn,
     IntegrationCreate,
@@ -115,6 +116,7 @@ class IntegrationOut(BaseModel):
         description="(beyond EP) since when every delivery attempt has failed (the circuit "
         "breaker's clock; a success clears it); null while deliveries succeed."
     )
+    ordering_key: str | None = Field(description=ORDERING_KEY_DOC)
     links: Links
     meta: Meta
 
@@ -132,6 +134,13 @@ class JobRelationships(BaseModel):
     integration: RefData
     event: RefData
     retry_of: RefData | None = None
+    blocked_by: RefData | None = Field(
+        default=None,
+        description="(beyond EP) While the job waits for an earlier job of its ordering key "
+        "value (its status is `pending`, or `held`): that job, the one before it in the "
+        "value's queue. It proceeds once that job ends, whether succeeded, failed or cancelled. "
+        "null otherwise.",
+    )
 
 
 class JobMeta(BaseModel):
@@ -146,9 +155,18 @@ class JobOut(BaseModel):
         "switched off; re-enabling it makes the job pending again."
     )
     attempts: int
-    next_attempt_at: str | None
+    next_attempt_at: str | None = Field(
+        description="When the next attempt is due, while pending; null for a job waiting for "
+        "an earlier one of its ordering key value (see `relationships.blocked_by`)."
+    )
     triggered_by: str
     last_error: str | None
+    ordering_key_value: str | None = Field(
+        default=None,
+        description="(beyond EP) The value of the integration's `ordering_key` in the event "
+        "payload: the jobs of one value are delivered one at a time, in publish order. null: "
+        "unordered.",
+    )
     relationships: JobRelationships
     links: Links
     meta: JobMeta
@@ -433,6 +451,7 @@ def integration_out(base: str, r: IntegrationRecord) -> IntegrationOut:
         max_in_flight=r.max_in_flight,
         rate_limit=r.rate_limit,
         failing_since=timestamp(r.failing_since),
+        ordering_key=r.ordering_key,
         links=Links(self=f"{base}/v2/integrations/{r.id}"),
         meta=Meta(
             timestamps=Timestamps(created_at=_ts(r.created_at), updated_at=_ts(r.updated_at))
@@ -456,12 +475,18 @@ def job_out(base: str, r: JobRecord) -> JobOut:
         next_attempt_at=timestamp(r.next_attempt_at) if r.status == "pending" else None,
         triggered_by=r.triggered_by,
         last_error=r.last_error,
+        ordering_key_value=r.ordering_value,
         relationships=JobRelationships(
             integration=RefData(data=Ref(type="integration", id=str(r.integration_id))),
             event=RefData(data=Ref(type="event", id=str(r.event_id))),
             retry_of=(
                 RefData(data=Ref(type="integration-job", id=str(r.retry_of)))
                 if r.retry_of
+                else None
+            ),
+            blocked_by=(
+                RefData(data=Ref(type="integration-job", id=str(r.blocked_by)))
+                if r.blocked_by
                 else None
             ),
         ),

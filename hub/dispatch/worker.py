@@ -263,7 +263,7 @@ class Worker:
                     retry_limit=self._retry_slots - len(self._retries),
                     excluded=self._rate_limits.throttled(),
                 )
-                gone = [j.id for j in jobs if not j.integration_live and not j.integration_tripped]
+                gone = [j for j in jobs if not j.integration_live and not j.integration_tripped]
                 if gone:
                     await claiming.cancel_claimed(db, self.owner, gone)
                 held = [job.id for job in jobs if job.integration_tripped]
@@ -338,6 +338,7 @@ class Worker:
             payload=job.payload,
             event_time=job.event_time,
             target=await self._targets.get(job),
+            ordering_value=job.ordering_value,
         )
 
     async def _vapid_key(self, store_id: uuid.UUID) -> VapidKey | None:
@@ -435,6 +436,7 @@ class Worker:
             status=status,
             next_attempt_at=next_at,
             disable_reason=disable,
+            ordering_value=job.ordering_value,
         )
 
     # --- recording ---------------------------------------------------------------------------
@@ -457,9 +459,12 @@ class Worker:
                     recorded = await attempts.record_attempts(
                         db, self.owner, batch, breaker_after=self.settings.breaker_after
                     )
+                    if recorded.proceeded:
+                        await self._wake_others(db)
                 self.attempts_recorded += len(batch)
-                if self._blocked:
-                    # Recorded jobs no longer count against their integration's max_in_flight.
+                if self._blocked or recorded.proceeded:
+                    # Recorded jobs no longer count against their integration's max_in_flight,
+                    # and ordered jobs let go by the ones that ended are due now.
                     self._blocked = False
                     self._wake.set()
                 lost = len(batch) - len(recorded.moved)
@@ -482,6 +487,14 @@ class Worker:
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _wake_others(self, db: asyncpg.Connection) -> None:
+        """Tell idle workers that ordered jobs were let go; a wake-up lost costs a poll interval,
+        and the batch is recorded already (so nothing here may fail it)."""
+        try:
+            await enqueue.wake_workers(db)
+        except Exception as exc:
+            log.warning("wake_up_lost", error=str(exc) or type(exc).__name__)
 
     async def _release_unstarted(self) -> None:
         """Give back the jobs claimed but never started, so no one waits for their leases."""

@@ -23,7 +23,7 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub import conditions
+from hub import conditions, ordering
 from hub.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from hub.events import TEST_KEY, EventCatalogue, match_candidates, matches, validate_published
 from hub.ids import uuid7
@@ -183,8 +183,10 @@ async def write(conn: AsyncConnection, requests: Sequence[Prepared]) -> list[lis
     The integrations of each store are read, then every event and the jobs of those not seen
     before are written by one statement (`enqueue.insert_published`), atomic on its own: one
     round trip per store and one more on the driver connection, inside the caller's transaction
-    if it has begun one. Requests that name the same client id are settled by the unique index
-    as concurrent ones are: the first is stored, the others answer with it.
+    if it has begun one. Jobs of ordered integrations (`hub.ordering`) add a transaction, their
+    queue lock and one more statement. Within a request the events keep their array order
+    (their jobs' ids grow along it). Requests that name the same client id are settled by the
+    unique index as concurrent ones are: the first is stored, the others answer with it.
     """
     now = datetime.now(UTC)
     db = await driver_of(conn)
@@ -204,7 +206,20 @@ async def write(conn: AsyncConnection, requests: Sequence[Prepared]) -> list[lis
                 if matches(t.observes, event.triggered_by) and filters[t.id](event.payload)
             ]
             jobs_total[event.id] = len(matched)
-            new_jobs += [enqueue.NewJob(t.id, event.id, event.triggered_by) for t in matched]
+            new_jobs += [
+                enqueue.NewJob(
+                    t.id,
+                    event.id,
+                    event.triggered_by,
+                    # An ordered integration's job carries its event's key value
+                    # (`hub.ordering`); `insert_published` appends such jobs to their keys'
+                    # queues.
+                    None
+                    if t.ordering_key is None
+                    else ordering.key_value(event.payload, t.ordering_key),
+                )
+                for t in matched
+            ]
     everything = [event for request in requests for event in request.events]
     inserted = await enqueue.insert_published(db, everything, new_jobs, now)
 
@@ -242,8 +257,9 @@ async def send_test(conn: AsyncConnection, store_id: UUID, integration_id: UUID)
 
     The event and its job are stored like any other (one transaction, NOTIFY), so the job is
     delivered by the dispatcher through the normal path. Only this integration gets a job, whether
-    or not it observes `integration.test` and whatever its conditions. A disabled integration is
-    a 409: none of its jobs would be delivered.
+    or not it observes `integration.test` and whatever its conditions; it is unordered, whatever
+    the integration's `ordering_key` (it concerns no resource). A disabled integration is a 409:
+    none of its jobs would be delivered.
     """
     integration = await integrations.get_integration(conn, store_id, integration_id)
     if integration is None:

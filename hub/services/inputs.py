@@ -44,6 +44,20 @@ CONDITIONS_DOC = (
     "100 values per `in`, 16 KiB; problems are 422s whose `source` points into "
     "`data.conditions`. Absent or null: every observed event matches."
 )
+ORDERING_KEY_DOC = (
+    "(beyond EP) A dotted path into the event payload, such as `data.id` (the conditions' "
+    "paths: digits index arrays; at most 255 characters and 16 non-empty segments). Jobs whose "
+    "payloads hold the same value there are delivered one at a time, in publish order: a job is "
+    "not attempted while an earlier job of its value is unfinished, and other values proceed "
+    "meanwhile. Ordered, at least once, gaps visible: a job that ends `failed` (retries "
+    "exhausted) or `cancelled` lets the next one of its value proceed. A waiting job shows "
+    "`status: pending` and `relationships.blocked_by`. A string or number is a key value (an "
+    "integral float as the integer); an event whose payload lacks the path, or holds `null`, a "
+    "boolean, an object, an array or an empty string there, is delivered unordered. A retried "
+    "or replayed job goes to the end of its value's queue. SQS FIFO queues get the value as "
+    "`MessageGroupId` (unless `configuration.message_group_key` is set). Absent or null: "
+    "unordered."
+)
 CONFIGURATION_DOC = (
     "By integration_type: webhook {url, secret_key?}; aws_sqs {url, aws_access_key_id, "
     "aws_secret_access_key, region}; stomp {addresses, destination, username?, password?}; "
@@ -80,6 +94,7 @@ class IntegrationCreate(_EchoedReadOnly):
     conditions: dict[str, Any] | None = Field(default=None, description=CONDITIONS_DOC)
     max_in_flight: MaxInFlight | None = Field(default=None, description=MAX_IN_FLIGHT_DOC)
     rate_limit: RateLimit | None = Field(default=None, description=RATE_LIMIT_DOC)
+    ordering_key: str | None = Field(default=None, description=ORDERING_KEY_DOC)
 
 
 class IntegrationUpdate(_EchoedReadOnly):
@@ -106,6 +121,12 @@ class IntegrationUpdate(_EchoedReadOnly):
     )
     rate_limit: RateLimit | None = Field(
         default=None, description=RATE_LIMIT_DOC + " `null` removes the limit."
+    )
+    ordering_key: str | None = Field(
+        default=None,
+        description=ORDERING_KEY_DOC
+        + " A change applies to jobs created from then on; queued jobs keep their order. `null` "
+        "makes new jobs unordered.",
     )
 
 

@@ -13,14 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deliverers import config as transport_config
 from deliverers.config import CONFIG_MODELS, GUARD, secret_at, secret_fields, with_secret
-from hub import conditions
+from hub import conditions, ordering
 from hub.errors import NotFound, ValidationFailed
 from hub.events import EventCatalogue, validate_observed
 from hub.services import push
 from hub.services.inputs import IntegrationCreate, IntegrationUpdate
 from hub.services.validation import problems
 from hub.ssrf import SsrfGuard
-from hub.store import integrations, logs
+from hub.store import integrations, logs, ordered
+from hub.store.engine import driver_of
 from hub.store.records import IntegrationRecord, IntegrationStatusRecord
 
 
@@ -64,6 +65,16 @@ def _check_configuration(
     return model.model_dump(exclude_none=True), []
 
 
+def _check_ordering_key(raw: str | None) -> list[tuple[str, str | None]]:
+    if raw is None:
+        return []
+    try:
+        ordering.parse_ordering_key(raw)
+    except conditions.InvalidPath as exc:
+        return [(f"data.ordering_key {exc}", "data.ordering_key")]
+    return []
+
+
 def _check_conditions(
     raw: dict[str, Any] | None,
 ) -> tuple[dict[str, Any] | None, list[tuple[str, str | None]]]:
@@ -95,6 +106,7 @@ async def create(
     found += config_problems
     canonical, condition_problems = _check_conditions(data.conditions)
     found += condition_problems
+    found += _check_ordering_key(data.ordering_key)
     if found:
         raise ValidationFailed(found)
     if data.integration_type == WEB_PUSH:
@@ -112,6 +124,7 @@ async def create(
         conditions=canonical,
         max_in_flight=data.max_in_flight,
         rate_limit=data.rate_limit,
+        ordering_key=data.ordering_key,
         secret_fields=secret_fields(data.integration_type),
     )
 
@@ -145,6 +158,8 @@ async def update(
     *,
     guard: SsrfGuard = STRICT,
 ) -> IntegrationRecord:
+    # Disabling cancels waiting jobs: no ordered job may be appended or let go meanwhile.
+    await ordered.lock_queues(await driver_of(conn), [integration_id])
     current = await integrations.get_integration(conn, store_id, integration_id, for_update=True)
     if current is None:
         raise NotFound()
@@ -160,6 +175,9 @@ async def update(
     for field in ("max_in_flight", "rate_limit"):  # null removes the limit
         if field in given:
             changes[field] = getattr(data, field)
+    if "ordering_key" in given:  # null: new jobs are unordered
+        found += _check_ordering_key(data.ordering_key)
+        changes["ordering_key"] = data.ordering_key
     if "observes" in given:
         if data.observes is None:
             found.append(("data.observes must not be null", "data.observes"))
@@ -217,6 +235,7 @@ async def status(
 
 
 async def delete(conn: AsyncConnection, store_id: UUID, integration_id: UUID) -> None:
+    await ordered.lock_queues(await driver_of(conn), [integration_id])  # as `update`
     if not await integrations.delete_integration(conn, store_id, integration_id):
         raise NotFound()
     await integrations.cancel_pending(conn, integration_id, reason="the integration was deleted")

@@ -3,7 +3,9 @@
 Like a manual retry, but for a time window at once: after an outage on the receiving side, an
 operator replays what failed meanwhile. The new jobs are delivered like any other (attempts from
 1, the retry schedule, the circuit breaker); the replay is a resource whose counts come from
-them, polled until none is pending. Which events are replayed: see `hub.store.replays`.
+them, polled until none is pending. Which events are replayed: see `hub.store.replays`. On an
+ordered integration each replayed job goes to the end of its key's queue, as a manual retry
+does (`hub.services.jobs.retry`), in the order of the jobs it replays.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.errors import Conflict, NotFound, ValidationFailed
 from hub.services.inputs import ReplayCreate
-from hub.store import integrations, replays
+from hub.store import integrations, ordered, replays
+from hub.store.engine import driver_of
 from hub.store.records import ReplayRecord
 
 
@@ -26,6 +29,7 @@ async def start(
     until = data.until or datetime.now(UTC)
     if until <= data.since:
         raise ValidationFailed([("data.until must be after data.since", "data.until")])
+    await ordered.lock_queues(await driver_of(conn), [integration_id])
     integration = await integrations.get_integration(
         conn, store_id, integration_id, for_update=True
     )
@@ -40,6 +44,7 @@ async def start(
         since=data.since,
         until=until,
         statuses=sorted(set(data.status)),
+        ordered=integration.ordering_key is not None,
     )
 
 

@@ -12,8 +12,9 @@ The modules:
 - the queue, by job phase: `enqueue` (publishing's insert, the wake-up NOTIFY, a manual retry),
   `claiming` (leases, and a claimed job held, cancelled or given back), `attempts` (recording an
   attempt, a 410's switch-off), with `breaker` (the circuit breaker's clock and trip), `replays`
-  (re-queueing a window of jobs) and `retention` (purging old rows). No other module writes to
-  `integration_jobs` or `integration_logs`;
+  (re-queueing a window of jobs) and `retention` (purging old rows), with `ordered` (the queues
+  of ordered integrations' keys: their lock, appending to them, letting the next job go). No
+  other module writes to `integration_jobs` or `integration_logs`;
 - around them: `processes` (the process registry's heartbeat, and the deployment's status: the
   queue counted by lane, each figure on an index) and `sessions` (console sessions, by the
   digest of their id).
@@ -44,21 +45,41 @@ one behind it.
 (`breaker`); an integration it switches off has its pending jobs held, and jobs of such an
 integration that come back from flight are held at claim time too.
 
+**Ordering.** The jobs of an integration with an `ordering_key` carry a key value
+(`ordering_value`, `hub.ordering`); the unfinished jobs of one value form its queue, in id order
+(UUIDv7: publish order). Only the queue's head proceeds (pending, delivering, retried, held like
+any job); the others *wait*: ``pending`` (or ``held``) with `blocked_by` naming the job before
+them and ``next_attempt_at`` NULL, which keeps them out of the due lanes altogether — a claim's
+index scan stops before NULLs, so no claim ever reads a waiting job, however many wait, and the
+claim itself knows nothing of ordering. A job is appended behind its key's last unfinished job
+(`ordered.append_jobs`: publishing, a manual retry, a replay; due at once when there is none),
+and when a head ends (succeeded, failed or cancelled) the next one is let go
+(`ordered.let_next_proceed`: due now, `blocked_by` cleared). Disabling an integration cancels its
+waiting jobs with the others; resuming held jobs leaves the waiting ones waiting. What makes it
+safe under concurrency is one lock per integration's queues (`ordered.lock_queues`, an advisory
+lock shared by a stripe of integrations): every transaction that appends to a key or ends one of
+its unfinished jobs — a publish with ordered jobs, a retry, a replay, recording a batch in which
+ordered jobs end, cancelling claimed ordered jobs, disabling or deleting an integration — takes
+it before any row lock, and the statements after it see all that its earlier holders committed.
+
 **Which SQL style goes where.** One rule for every module here:
 
 1. *The expression language (Core) on an `AsyncConnection`*, written against the tables of
    `models`, for everything that does not run per published event or per delivery attempt: the
-   API's and the CLI's reads and writes, a manual retry, replays, retention, a stopping worker's
-   release, resuming held jobs, the heartbeat and the status, console sessions.
+   API's and the CLI's reads and writes, a manual retry's and a replay's reads, retention, a
+   stopping worker's release, resuming held jobs, the heartbeat and the status, console
+   sessions.
 2. *asyncpg prepared statements* for the hot paths, the statements that run for every published
    event, every request or every delivery attempt: the key check (`stores.find_active_key`,
    `stores.find_active_token`),
    fan-out (`integrations.live_integrations_observing`), the publish insert and its wake-up
-   (`enqueue`), the worker's loop (`claiming`: claim, hold, cancel, release stalled, next due) and
-   recording (`attempts`, `breaker`). Their SQL is a constant string in capitals beside its
-   function, with `$n` placeholders and arrays (`unnest`, `= ANY`) rather than one row of
-   parameters each, so one text serves any batch; they run on the driver connection
-   (`engine.driver`, `engine.driver_of`), where asyncpg prepares each text once per connection.
+   (`enqueue`), the worker's loop (`claiming`: claim, hold, cancel, release stalled, next due),
+   recording (`attempts`, `breaker`) and the ordered queues (`ordered`: a retry and a replay
+   append through the same statement, on their transaction's driver connection). Their SQL is
+   a constant string in capitals beside its function, with `$n` placeholders and arrays
+   (`unnest`, `= ANY`) rather than one row of parameters each, so one text serves any batch;
+   they run on the driver connection (`engine.driver`, `engine.driver_of`), where asyncpg
+   prepares each text once per connection.
 3. *Core compiled once* (`compiled.Compiled`) only where a hot statement is composed from parts
    (the claim) or is shared by both paths (`integrations.cancel_pending`: the API runs it through
    SQLAlchemy, a 410 on the driver connection).
@@ -67,7 +88,7 @@ integration that come back from flight are held at claim time too.
    ``status = 'pending'``.
 5. No `text()` in a query (the schema's DDL in `models` uses it for index expressions and server
    defaults), and no SQL built by formatting values into a string: only module constants (the
-   NOTIFY channel, a lane's number) are ever formatted in.
+   NOTIFY channel, a lane's number, the queue locks' class) are ever formatted in.
 
 The store imports only itself, `hub.crypto`, `hub.ids`, `hub.errors`, `hub.settings` and
 libraries: what the layers above know (such as which configuration fields are secrets) they pass

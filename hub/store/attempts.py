@@ -1,5 +1,6 @@
 """Recording attempts: one log row per attempt and the job moved on, in one statement, with the
-circuit breaker's clock (`hub.store.breaker`) and a 410's switch-off. Job life and the breaker:
+circuit breaker's clock (`hub.store.breaker`), a 410's switch-off, and the next job of a key let
+go when an ordered one ends (`hub.store.ordered`). Job life, the breaker and ordering:
 `hub.store`. Per attempt, so on the driver connection as prepared statements.
 """
 
@@ -13,7 +14,7 @@ from uuid import UUID
 import asyncpg
 
 from hub.ids import uuid7
-from hub.store import breaker
+from hub.store import breaker, ordered
 from hub.store.integrations import cancel_pending_sql
 
 
@@ -35,6 +36,13 @@ class AttemptRecord:
     next_attempt_at: datetime | None
     disable_reason: str | None = None
     """Set when the outcome disables the integration (410 Gone)."""
+    ordering_value: str | None = None
+    """The job's key value, when its integration orders deliveries (`hub.store.ordered`)."""
+
+    @property
+    def ends_key_turn(self) -> bool:
+        """An ordered job that ends: the next one of its key may proceed."""
+        return self.ordering_value is not None and self.status in ("succeeded", "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +53,8 @@ class Recorded:
     """The jobs moved on (the others' leases were lost meanwhile)."""
     tripped: dict[UUID, str]
     """Integrations the circuit breaker switched off, with their `disabled_reason`."""
+    proceeded: int = 0
+    """Jobs let go because the ordered job before them in their key ended."""
 
 
 async def record_attempts(
@@ -66,14 +76,33 @@ async def record_attempts(
     integrations' last word was a success needs: on a connection in autocommit it runs alone,
     one round trip. A batch that may disable an integration (a 410, or a failure with the
     breaker on) takes more statements, in the caller's transaction or else one of its own.
+
+    A batch in which ordered jobs end, or that disables an integration, first takes the queue
+    locks of all its integrations (`ordered.lock_queues`: before any row lock, so that it never
+    waits in a circle with a publish); after the record the next job of each ended job's key is
+    let go, in the same transaction. Batches of unordered jobs never take these locks.
     """
     if not records:
         return Recorded(set(), {})
     clock = breaker.Clock.of(records)
     disabling = [(r.integration_id, r.disable_reason) for r in records if r.disable_reason]
-    if disabling or (breaker_after and clock.failing):
+    ending = [r for r in records if r.ends_key_turn]
+    if disabling or ending or (breaker_after and clock.failing):
         async with db.transaction():  # a savepoint inside the caller's transaction
-            return await _record(db, owner, records, clock, disabling, breaker_after)
+            if disabling or ending:
+                await ordered.lock_queues(db, {r.integration_id for r in records})
+            recorded = await _record(db, owner, records, clock, disabling, breaker_after)
+            if not ending:
+                return recorded
+            proceeded = await ordered.let_next_proceed(
+                db,
+                (
+                    (r.integration_id, r.ordering_value)
+                    for r in ending
+                    if r.ordering_value is not None and r.job_id in recorded.moved
+                ),
+            )
+            return Recorded(recorded.moved, recorded.tripped, proceeded)
     return await _record(db, owner, records, clock, disabling, breaker_after)
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.store import ordered
 from hub.store.compiled import DELIVERING, ONE, PENDING, UUIDS, ZERO, Compiled
 from hub.store.enqueue import notify
 from hub.store.models import events, integrations, jobs
@@ -65,6 +66,15 @@ class ClaimedJob:
     """Bumped by every change to the integration (configuration, secrets, enabling): with
     `previous_signing_secret` (which lapses without a change) it names the version of the
     delivery target, so a worker may keep targets it built and rebuild them when this moves."""
+    ordering_value: str | None = None
+    """Its key value when its integration orders deliveries (`hub.store.ordered`); None: none."""
+
+    @property
+    def key(self) -> tuple[UUID, str] | None:
+        """Its ordered queue (integration, key value); None for an unordered job."""
+        if self.ordering_value is None:
+            return None
+        return (self.integration_id, self.ordering_value)
 
 
 async def claim(
@@ -115,6 +125,7 @@ def _claimed(
     rate_limit: float | None,
     tripped: bool,
     updated_at: datetime,
+    ordering_value: str | None,
 ) -> ClaimedJob:
     """A claimed row, its columns in the order of the claim's RETURNING."""
     return ClaimedJob(
@@ -136,6 +147,7 @@ def _claimed(
         rate_limit=rate_limit,
         integration_tripped=tripped,
         integration_updated_at=updated_at,
+        ordering_value=ordering_value,
     )
 
 
@@ -317,6 +329,7 @@ def _build_claim(values: dict[str, Any] | None) -> Any:
                 & integrations.c.failing_since.is_not(None)
             ).label("tripped"),
             integrations.c.updated_at.label("integration_updated_at"),
+            jobs.c.ordering_value,
         )
     )
 
@@ -338,10 +351,20 @@ _HOLD_CLAIMED = """
 """
 
 
-async def cancel_claimed(db: asyncpg.Connection, owner: str, job_ids: Sequence[UUID]) -> None:
-    """Cancel claimed jobs whose integration went away before their attempt ran."""
-    if job_ids:
-        await db.execute(_CANCEL_CLAIMED, list(job_ids), owner)
+async def cancel_claimed(db: asyncpg.Connection, owner: str, claimed: Sequence[ClaimedJob]) -> None:
+    """Cancel claimed jobs whose integration went away before their attempt ran; an ordered one
+    lets the next job of its key proceed (`hub.store.ordered`), in one transaction."""
+    if not claimed:
+        return
+    job_ids = [job.id for job in claimed]
+    keys = [job.key for job in claimed if job.key is not None]
+    if not keys:
+        await db.execute(_CANCEL_CLAIMED, job_ids, owner)
+        return
+    async with db.transaction():
+        await ordered.lock_queues(db, {job.integration_id for job in claimed})
+        await db.execute(_CANCEL_CLAIMED, job_ids, owner)
+        await ordered.let_next_proceed(db, keys)
 
 
 _CANCEL_CLAIMED = """

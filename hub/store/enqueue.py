@@ -1,24 +1,25 @@
 """Enqueueing: publishing's insert of events and their jobs, the wake-up NOTIFY, and a manual
-retry's new job. The life of a job from here on: `hub.store`.
+retry's new job. The life of a job from here on: `hub.store`; ordered jobs go to the end of
+their keys' queues (`hub.store.ordered`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 import structlog
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.ids import uuid7
-from hub.store.engine import distrust_connections, storage_unavailable
-from hub.store.jobs import job_record
-from hub.store.models import jobs
+from hub.store import ordered
+from hub.store.engine import distrust_connections, driver_of, storage_unavailable
+from hub.store.jobs import get_job
 from hub.store.records import JobRecord
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,8 @@ class NewJob:
     integration_id: UUID
     event_id: UUID
     triggered_by: str
+    ordering_value: str | None = None
+    """The event's key value for an ordered integration (`hub.ordering`); None: unordered."""
 
 
 async def insert_published(
@@ -57,10 +60,28 @@ async def insert_published(
     An event whose client id its store has already used is skipped, and so are its jobs (and so
     is the second of two events with one client id in `new_events`): the ids actually inserted
     are returned. One statement is atomic on its own, so no transaction is needed around it (it
-    joins the caller's if there is one).
+    joins the caller's if there is one). Ordered jobs take a transaction (`_insert_ordered`).
     """
     if not new_events:
         return set()
+    if any(j.ordering_value is not None for j in new_jobs):
+        inserted = await _insert_ordered(db, new_events, new_jobs, now)
+    else:
+        inserted = await _insert(db, new_events, new_jobs, now)
+    if any(job.event_id in inserted for job in new_jobs):
+        if db.is_in_transaction():
+            await wake_workers(db)  # at the caller's commit; its failure fails the transaction
+        else:
+            await _wake_after_commit(db)
+    return inserted
+
+
+async def _insert(
+    db: asyncpg.Connection,
+    new_events: Sequence[NewEvent],
+    new_jobs: Sequence[NewJob],
+    now: datetime,
+) -> set[UUID]:
     rows = await db.fetch(
         _INSERT_PUBLISHED,
         now,
@@ -74,12 +95,35 @@ async def insert_published(
         [j.integration_id for j in new_jobs],
         [j.triggered_by for j in new_jobs],
     )
-    inserted = {row[0] for row in rows}
-    if any(job.event_id in inserted for job in new_jobs):
-        if db.is_in_transaction():
-            await wake_workers(db)  # at the caller's commit; its failure fails the transaction
-        else:
-            await _wake_after_commit(db)
+    return {row[0] for row in rows}
+
+
+async def _insert_ordered(
+    db: asyncpg.Connection,
+    new_events: Sequence[NewEvent],
+    new_jobs: Sequence[NewJob],
+    now: datetime,
+) -> set[UUID]:
+    """A publish with ordered jobs: its integrations' queue locks first (before any row lock,
+    see `ordered.lock_queues`), the events and unordered jobs as any publish, then the ordered
+    jobs of the events inserted at the end of their keys; in one transaction (a savepoint in the
+    caller's). Unordered publishes never come here: their path is one statement, as before."""
+    ordered_jobs = [j for j in new_jobs if j.ordering_value is not None]
+    async with db.transaction():
+        await ordered.lock_queues(db, {j.integration_id for j in ordered_jobs})
+        unordered = [j for j in new_jobs if j.ordering_value is None]
+        inserted = await _insert(db, new_events, unordered, now)
+        store_of = {e.id: e.store_id for e in new_events}
+        by_store: dict[UUID, list[ordered.QueuedJob]] = {}
+        for j in ordered_jobs:
+            if j.event_id in inserted:
+                by_store.setdefault(store_of[j.event_id], []).append(
+                    ordered.QueuedJob(
+                        uuid7(), j.event_id, j.integration_id, j.triggered_by, j.ordering_value
+                    )
+                )
+        for store_id, queued in by_store.items():
+            await ordered.append_jobs(db, store_id, queued, now)
     return inserted
 
 
@@ -144,24 +188,18 @@ async def notify(conn: AsyncConnection) -> None:
     await conn.execute(select(func.pg_notify(CHANNEL, "")))
 
 
-async def retry_job(conn: AsyncConnection, job: JobRecord) -> JobRecord:
-    """A new pending job for the same event and integration, pointing back with `retry_of`."""
-    row = (
-        await conn.execute(
-            insert(jobs)
-            .values(
-                id=uuid7(),
-                store_id=job.store_id,
-                event_id=job.event_id,
-                integration_id=job.integration_id,
-                triggered_by=job.triggered_by,
-                status="pending",
-                attempts=0,
-                next_attempt_at=func.now(),
-                retry_of=job.id,
-            )
-            .returning(jobs)
-        )
-    ).one()
+async def retry_job(
+    conn: AsyncConnection, job: JobRecord, *, ordering_value: str | None
+) -> JobRecord:
+    """A new pending job for the same event and integration, pointing back with `retry_of`; with
+    an `ordering_value`, at the end of that key's queue (the caller holds its queue lock,
+    `ordered.lock_queues`). In the caller's transaction."""
+    db = await driver_of(conn)
+    queued = ordered.QueuedJob(
+        uuid7(), job.event_id, job.integration_id, job.triggered_by, ordering_value, job.id
+    )
+    [job_id] = await ordered.append_jobs(db, job.store_id, [queued], datetime.now(UTC))
     await notify(conn)
-    return job_record(row)
+    new = await get_job(conn, job.store_id, job.integration_id, job_id)
+    assert new is not None
+    return new

@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy import String, bindparam, func, insert, null, select, update
+from sqlalchemy import String, bindparam, case, func, insert, null, select, update
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -49,6 +49,7 @@ def _integration(row: Any) -> IntegrationRecord:
         max_in_flight=row.max_in_flight,
         rate_limit=row.rate_limit,
         failing_since=row.failing_since,
+        ordering_key=row.ordering_key,
     )
 
 
@@ -69,6 +70,7 @@ async def insert_integration(
     conditions: Mapping[str, Any] | None = None,
     max_in_flight: int | None = None,
     rate_limit: float | None = None,
+    ordering_key: str | None = None,
     secret_fields: Iterable[str],
 ) -> IntegrationRecord:
     """`secret_fields`: the configuration fields stored encrypted (`hub.crypto`)."""
@@ -78,6 +80,7 @@ async def insert_integration(
             .values(
                 max_in_flight=max_in_flight,
                 rate_limit=rate_limit,
+                ordering_key=ordering_key,
                 conditions=null() if conditions is None else dict(conditions),
                 id=uuid7(),
                 store_id=store_id,
@@ -208,6 +211,8 @@ class FanoutTarget:
     id: UUID
     observes: tuple[str, ...]
     conditions: dict[str, Any] | None
+    ordering_key: str | None = None
+    """The payload path whose value orders its jobs (`hub.ordering`); None: unordered."""
 
 
 async def live_integrations_observing(
@@ -218,12 +223,12 @@ async def live_integrations_observing(
     Only the columns fan-out needs: no configuration or secrets, so nothing is decrypted.
     """
     rows = await db.fetch(_FANOUT_TARGETS, store_id, list(candidates))
-    return [FanoutTarget(r[0], tuple(r[1]), r[2]) for r in rows]
+    return [FanoutTarget(r[0], tuple(r[1]), r[2], r[3]) for r in rows]
 
 
 #: Its predicate matches the partial GIN index `ix_integrations_observes_live`.
 _FANOUT_TARGETS = """
-    SELECT id, observes, conditions FROM integrations
+    SELECT id, observes, conditions, ordering_key FROM integrations
     WHERE store_id = $1 AND enabled AND deleted_at IS NULL AND observes && $2::text[]
 """
 
@@ -382,6 +387,7 @@ def _cancel_pending_template() -> Any:
             status=CANCELLED,
             last_error=bindparam("reason", type_=String),
             next_attempt_at=null(),
+            blocked_by=null(),
             completed_at=func.now(),
             updated_at=func.now(),
         )
@@ -395,11 +401,16 @@ def cancel_pending_sql() -> Compiled:
 
 
 async def resume_held(conn: AsyncConnection, integration_id: UUID) -> int:
-    """Make the integration's held jobs pending again, due now (it was enabled again)."""
+    """Make the integration's held jobs pending again, due now (it was enabled again); one that
+    waits for an earlier job of its key goes on waiting (`hub.store.ordered`)."""
     result = await conn.execute(
         update(jobs)
         .where(jobs.c.integration_id == integration_id, jobs.c.status == HELD)
-        .values(status="pending", next_attempt_at=func.now(), updated_at=func.now())
+        .values(
+            status="pending",
+            next_attempt_at=case((jobs.c.blocked_by.is_(None), func.now()), else_=null()),
+            updated_at=func.now(),
+        )
     )
     if result.rowcount:
         await notify(conn)

@@ -34,6 +34,8 @@ def job_record(row: Any) -> JobRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         completed_at=row.completed_at,
+        ordering_value=row.ordering_value,
+        blocked_by=row.blocked_by,
     )
 
 

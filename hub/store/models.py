@@ -145,6 +145,9 @@ class Integration(Base):
     """Attempts to this integration running at once, per worker; unset: no limit of its own."""
     rate_limit: Mapped[float | None] = mapped_column(Double)
     """Attempts per second to this integration, per worker; unset: unlimited."""
+    ordering_key: Mapped[str | None] = mapped_column(Text)
+    """(beyond EP) a dotted path into the payload: jobs of one value there are delivered one at
+    a time, in publish order (`hub.ordering`); unset: unordered."""
     failing_since: Mapped[datetime | None] = _ts(nullable=True)
     """Start of the current unbroken stretch of failed attempts (the circuit breaker's clock)."""
     disabled_reason: Mapped[str | None] = mapped_column(Text)
@@ -270,6 +273,15 @@ class IntegrationJob(Base):
             "integration_id",
             "status",
         ),
+        Index(
+            "ix_integration_jobs_ordering_unfinished",
+            "integration_id",
+            "ordering_value",
+            "id",
+            postgresql_where=text(
+                "ordering_value IS NOT NULL AND status IN ('pending', 'delivering', 'held')"
+            ),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -293,6 +305,11 @@ class IntegrationJob(Base):
     replay_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("replays.id", ondelete="SET NULL")
     )
+    ordering_value: Mapped[str | None] = mapped_column(Text)
+    """The key value of an ordered integration's job (`hub.ordering`); None: unordered."""
+    blocked_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    """While the job waits for an earlier job of its key: that job (its predecessor). No foreign
+    key: a job only ever waits for an unfinished one, and only finished jobs are purged."""
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
     completed_at: Mapped[datetime | None] = _ts(nullable=True)

@@ -48,6 +48,8 @@ class IntegrationRecord:
     """(beyond EP) attempts per second, per worker; None: unlimited."""
     failing_since: datetime | None = None
     """Start of the current unbroken stretch of failed attempts (the circuit breaker's clock)."""
+    ordering_key: str | None = None
+    """(beyond EP) the payload path whose value orders its jobs (`hub.ordering`); None: none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,10 @@ class JobRecord:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    ordering_value: str | None = None
+    """Its key value, when its integration orders deliveries; None: unordered."""
+    blocked_by: UUID | None = None
+    """While it waits for an earlier job of its key (status pending or held): that job."""
 
 
 @dataclass(frozen=True, slots=True)

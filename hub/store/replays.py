@@ -5,36 +5,33 @@ were created in ``[since, until)``, those whose **latest** job for that integrat
 one of the asked statuses. An event whose failed job was retried with success since is
 therefore not replayed, and replaying the same window twice replays only what failed again.
 The new jobs are ordinary pending jobs (attempts from 1, `retry_of` pointing at the job they
-replay, `replay_id` at the replay), so their progress is simply counted from them.
+replay, `replay_id` at the replay), appended like a manual retry's (`hub.store.ordered`, in the
+order of the jobs they replay), so their progress is simply counted from them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Text, any_, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
-from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.ids import uuid7
-from hub.store.compiled import PENDING, ZERO
+from hub.store.engine import driver_of
 from hub.store.enqueue import notify
 from hub.store.models import jobs, replays
+from hub.store.ordered import QueuedJob, append_jobs
 from hub.store.records import ReplayRecord
 
 
-def _requeue(
-    integration_id: UUID,
-    replay_id: UUID,
-    since: datetime,
-    until: datetime,
-    statuses: Sequence[str],
+def _to_replay(
+    integration_id: UUID, since: datetime, until: datetime, statuses: Sequence[str]
 ) -> Any:
-    """New pending jobs for the window's events whose latest job ended in one of `statuses`."""
+    """The window's events whose latest job ended in one of `statuses`: that job, oldest first."""
     window = jobs.alias("w")
     window_events = (
         select(window.c.event_id)
@@ -47,42 +44,25 @@ def _requeue(
         .cte("window_events")
     )
     latest = (
-        select(jobs.c.id, jobs.c.store_id, jobs.c.event_id, jobs.c.triggered_by, jobs.c.status)
+        select(
+            jobs.c.id,
+            jobs.c.event_id,
+            jobs.c.triggered_by,
+            jobs.c.status,
+            jobs.c.ordering_value,
+            jobs.c.created_at,
+        )
         .ext(distinct_on(jobs.c.event_id))
         .join(window_events, window_events.c.event_id == jobs.c.event_id)
         .where(jobs.c.integration_id == integration_id)
         .order_by(jobs.c.event_id, jobs.c.created_at.desc(), jobs.c.id.desc())
         .cte("latest")
     )
-    requeued = select(
-        func.gen_random_uuid(),
-        latest.c.store_id,
-        latest.c.event_id,
-        literal(integration_id, PG_UUID(as_uuid=True)),
-        latest.c.triggered_by,
-        PENDING,
-        ZERO,
-        func.now(),
-        latest.c.id,
-        literal(replay_id, PG_UUID(as_uuid=True)),
-        func.now(),
-        func.now(),
-    ).where(latest.c.status == any_(literal(list(statuses), ARRAY(Text))))
-    columns = [
-        "id",
-        "store_id",
-        "event_id",
-        "integration_id",
-        "triggered_by",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "retry_of",
-        "replay_id",
-        "created_at",
-        "updated_at",
-    ]
-    return insert(jobs).from_select(columns, requeued)
+    return (
+        select(latest.c.id, latest.c.event_id, latest.c.triggered_by, latest.c.ordering_value)
+        .where(latest.c.status == any_(literal(list(statuses), ARRAY(Text))))
+        .order_by(latest.c.created_at, latest.c.id)
+    )
 
 
 async def create(
@@ -93,8 +73,15 @@ async def create(
     since: datetime,
     until: datetime,
     statuses: Sequence[str],
+    ordered: bool = False,
 ) -> ReplayRecord:
-    """Record the replay and queue its jobs, in the caller's transaction."""
+    """Record the replay and queue its jobs, in the caller's transaction.
+
+    The new jobs are appended in the order of the jobs they replay (`hub.store.ordered`); with
+    `ordered` (the integration has an `ordering_key`) each keeps the key value of the job it
+    replays and goes to the end of that key's queue: the caller holds the integration's queue
+    lock (`ordered.lock_queues`). Without, they are unordered.
+    """
     replay_id = uuid7()
     created_at = (
         await conn.execute(
@@ -111,8 +98,21 @@ async def create(
             .returning(replays.c.created_at)
         )
     ).scalar_one()
-    result = await conn.execute(_requeue(integration_id, replay_id, since, until, statuses))
-    total = result.rowcount
+    rows = (await conn.execute(_to_replay(integration_id, since, until, statuses))).all()
+    queued = [
+        QueuedJob(
+            uuid7(),
+            row.event_id,
+            integration_id,
+            row.triggered_by,
+            row.ordering_value if ordered else None,
+            retry_of=row.id,
+            replay_id=replay_id,
+        )
+        for row in rows
+    ]
+    await append_jobs(await driver_of(conn), store_id, queued, datetime.now(UTC))
+    total = len(queued)
     if total:
         await conn.execute(update(replays).where(replays.c.id == replay_id).values(total=total))
         await notify(conn)

@@ -308,6 +308,28 @@ async def _found(result: Any) -> bool:
     return (await result) is not None
 
 
+async def test_a_waiting_job_shows_its_key_and_the_job_it_waits_for(stack: Stack) -> None:
+    client = stack.client
+    integration_id = await stack.create_integration(webhook_integration(ordering_key="data.id"))
+    payload = {"data": {"type": "order", "id": "o-7"}}
+    event = {"type": "event", "triggered_by": "order.created", "payload": payload}
+    await stack.publish({"data": [event, event]})
+    second, first = await stack.jobs(integration_id)  # newest first; no worker runs
+    await sign_in(client, stack.tenant.keys["view"])
+    base = f"/console/integrations/{integration_id}"
+
+    waiting = await (await client.get(f"{base}/jobs/{second['id']}")).text()
+    head = await (await client.get(f"{base}/jobs/{first['id']}")).text()
+    listing = await (await client.get(base)).text()
+
+    assert 'data-testid="blocked-by"' in waiting
+    assert f'href="{base}/jobs/{first["id"]}"' in waiting
+    assert "<code>o-7</code>" in waiting
+    assert 'data-testid="blocked-by"' not in head
+    assert listing.count('data-testid="waits"') == 1
+    assert f'href="{base}/jobs/{first["id"]}" data-testid="waits"' in listing
+
+
 async def test_the_live_log_streams_a_new_attempt(stack: Stack) -> None:
     client = stack.client
     integration_id = await stack.create_integration(webhook_integration())

@@ -91,6 +91,7 @@ def delivery(
     message_group_key: str | None = None,
     region: str = "us-east-1",
     integration_id: uuid.UUID | None = None,
+    ordering_value: str | None = None,
 ) -> Delivery:
     config = SqsConfig(
         url=queue_url,
@@ -116,6 +117,7 @@ def delivery(
         payload=payload if payload is not None else {"data": {"type": "order", "id": "o-1"}},
         event_time=EVENT_TIME,
         target=target,
+        ordering_value=ordering_value,
     )
 
 
@@ -224,6 +226,32 @@ async def test_a_message_group_key_takes_the_group_from_the_payload_else_the_int
         str(with_customer.job_id): "c-42",
         str(without_customer.job_id): str(without_customer.target.id),
         str(numeric.job_id): "7",
+    }
+
+
+async def test_an_ordered_jobs_key_value_is_its_group_unless_a_message_group_key_is_set(
+    env: Env,
+) -> None:
+    url = await env.moto.create_queue("ordered", fifo=True)
+    keyed = delivery(url, env.moto.allowed, ordering_value="o-1")
+    unkeyed = delivery(url, env.moto.allowed)
+    overridden = delivery(
+        url,
+        env.moto.allowed,
+        payload={"data": {"type": "order", "customer": {"id": "c-42"}}},
+        message_group_key="data.customer.id",
+        ordering_value="o-1",
+    )
+
+    results = await deliver_all(env, [keyed, unkeyed, overridden])
+
+    assert all(r.succeeded for r in results), [r.error_detail for r in results]
+    messages = await env.moto.receive(url, 3)
+    groups = {json.loads(m["Body"])["id"]: m["Attributes"]["MessageGroupId"] for m in messages}
+    assert groups == {
+        str(keyed.job_id): "o-1",
+        str(unkeyed.job_id): str(unkeyed.target.id),
+        str(overridden.job_id): "c-42",
     }
 
 

@@ -53,9 +53,11 @@ class Api:
     client: TestClient[Any, Any]
     tenant: Tenant
 
-    async def create_webhook(self, url: str) -> UUID:
+    async def create_webhook(self, url: str, **attributes: Any) -> UUID:
         response = await self.client.post(
-            "/v2/integrations", json=webhook_integration(url), headers=self.tenant.auth("manage")
+            "/v2/integrations",
+            json=webhook_integration(url, **attributes),
+            headers=self.tenant.auth("manage"),
         )
         assert response.status == 201, await response.text()
         return UUID((await response.json())["data"]["id"])
@@ -133,6 +135,12 @@ class Processes:
         return self._spawn(
             "api", "serve", "--no-worker", "--no-migrate", "--port", str(port), *args
         )
+
+    async def start_api_url(self) -> str:
+        """`start_api` on a free port; its base URL once it is ready."""
+        port = free_port()
+        await self.wait_ready(self.start_api(port), port)
+        return f"http://127.0.0.1:{port}"
 
     async def start_serve(self, port: int, *, timeout: float = 30) -> subprocess.Popen[bytes]:
         """`hub serve` (API and dispatcher) on `port` of 127.0.0.1, once `/readyz` says so."""

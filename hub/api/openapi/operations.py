@@ -118,7 +118,10 @@ OPERATIONS: tuple[Op, ...] = (
         "read it with `GET /v2/integrations/{id}/secret`.\n\n**(beyond EP)** `conditions` "
         "filters the observed events on their payload (see the attribute); they are checked "
         "here (422s with `source` inside `data.conditions`), stored in canonical form, and "
-        "evaluated when an event is published: an event they do not hold for creates no job.",
+        "evaluated when an event is published: an event they do not hold for creates no job."
+        "\n\n**(beyond EP)** `ordering_key` orders delivery per value of a payload path: one "
+        "job of a value at a time, in publish order, other values concurrently (see the "
+        "attribute).",
         Permission.WRITE,
         {201: ("IntegrationResponse", "Created.")},
         body="IntegrationCreateRequest",
@@ -299,7 +302,9 @@ OPERATIONS: tuple[Op, ...] = (
         "A job is one event delivered to one integration. EP shows only `id` and `type`; "
         "**(beyond EP)** the hub adds status, attempts, next attempt, last error, relations and "
         "the filters `filter[status]`, `filter[triggered_by]`, `filter[created_at][gte]` and "
-        "`filter[created_at][lte]`, which combine with AND." + _LIST,
+        "`filter[created_at][lte]`, which combine with AND. On an integration with an "
+        "`ordering_key`, a job waiting for an earlier one of its value is `pending` with no "
+        "`next_attempt_at` and names that job in `relationships.blocked_by`." + _LIST,
         Permission.READ,
         {200: ("JobList", "A page of jobs.")},
         params=(
@@ -320,7 +325,8 @@ OPERATIONS: tuple[Op, ...] = (
         "get_job",
         _JOBS,
         "Get a job",
-        "**(beyond EP)** One job with its status.",
+        "**(beyond EP)** One job with its status (and, while it waits for an earlier job of "
+        "its ordering key value, `relationships.blocked_by`).",
         Permission.READ,
         {200: ("JobResponse", "The job.")},
         params=("IntegrationId", "JobId"),
@@ -346,7 +352,10 @@ OPERATIONS: tuple[Op, ...] = (
         "**(beyond EP)** Creates a new pending job for the same event and integration; its "
         "`relationships.retry_of` points back. No body.\n\n**Decision:** only a `failed` or "
         "`cancelled` job of an **enabled** integration can be retried; any other status, or a "
-        "disabled integration, is a 409.",
+        "disabled integration, is a 409.\n\n**Decision (ordering):** on an integration with "
+        "an `ordering_key` the new job keeps the key value of the job it retries and goes to "
+        "the **end** of that value's queue, as if published now (later jobs of the value may "
+        "have been delivered since); `relationships.blocked_by` shows what it waits for.",
         Permission.WRITE,
         {202: ("JobResponse", "The new job, accepted for delivery.")},
         params=("IntegrationId", "JobId"),
@@ -367,7 +376,9 @@ OPERATIONS: tuple[Op, ...] = (
         "it replays. The jobs are queued before the answer, which is the replay: poll "
         "`links.self` until `status` is `completed`.\n\n**Decision:** a disabled integration is "
         "a 409 (as for a retry); `until` not after `since`, or a time without a zone, is a 422. "
-        "A window without matching jobs gives a replay of 0 jobs, already `completed`.",
+        "A window without matching jobs gives a replay of 0 jobs, already `completed`. On an "
+        "integration with an `ordering_key` the new jobs go to the end of their values' "
+        "queues, as a retry does, in the order of the jobs they replay.",
         Permission.WRITE,
         {202: ("ReplayResponse", "The replay, its jobs queued.")},
         params=("IntegrationId",),
