@@ -238,6 +238,7 @@ def _settings(config: BenchConfig, names: list[str]) -> dict[str, Any]:
             "HUB_ALLOWED_NETWORKS": "127.0.0.0/8",
             "HUB_LOG_LEVEL": "warning",
             "HUB_API_RATE_LIMIT": "0",
+            "HUB_MAX_INTEGRATIONS_PER_STORE": "0",
         }
         | {k: v for k, v in passed_settings().items() if "SECRET" not in k},
         "processes": "hub serve --no-worker (API) + hub worker, one each (scaleout: a second "

@@ -224,9 +224,11 @@ class Hub:
         }
         if self.secret_key is not None:
             env["HUB_SECRET_KEY"] = self.secret_key
-        # The per-key API rate limit is a deployment's policy, not the hub's capacity: off,
-        # unless the caller sets it.
+        # The per-key API rate limit and the integrations quota (the fan-out scenario's store
+        # holds more than its default 1,000) are a deployment's policy, not the hub's capacity:
+        # off, unless the caller sets them.
         env.setdefault("HUB_API_RATE_LIMIT", "0")
+        env.setdefault("HUB_MAX_INTEGRATIONS_PER_STORE", "0")
         return env
 
     def _spawn(self, name: str, *args: str) -> HubProcess:

@@ -1,4 +1,4 @@
-"""The kit every deliverer builds its attempts with: one way to time an attempt, to check its
+r"""The kit every deliverer builds its attempts with: one way to time an attempt, to check its
 configuration, to word why it failed (clipped, secrets scrubbed), and to turn that into a
 `DeliveryResult`.
 
@@ -28,21 +28,30 @@ What each piece promises:
   Both keep at most `limit` characters (`REASON_LIMIT` unless the deliverer says otherwise),
   a final `…` marking the cut (`clip`).
 * `scrub(text, *secrets)`: each secret replaced by `****` (or by `shown_as(secret)`, for a
-  value that may be shown masked, such as an access key id); secrets shorter than `min_length`
-  are left alone, for a transport whose short values are no secret worth garbling a text for.
+  value that may be shown masked, such as an access key id) in every spelling an endpoint may
+  echo it in: as sent, JSON-escaped in any mix (`\"`, `\/`, `\u00e9` in either case, surrogate
+  pairs), or percent-encoded (`%C3%A9`, `+` for a space). Secrets shorter than `min_length` are
+  left alone, for a transport whose short values are no secret worth garbling a text for.
+* `excerpt(text, *secrets, complete=...)`: what a log keeps of an answer's body: scrubbed
+  first, then cut to `BODY_LIMIT` characters, so that an echo straddling the cut is scrubbed
+  whole. When `text` is itself only the beginning of the answer (`complete=False`: the reader
+  stopped at its byte limit), its last characters could begin an echo whose rest was not read;
+  they are dropped (as many as the longest spelling of a secret, less one).
 * `Attempt.failed(...)`: scrubs the detail, logs one warning line (`event`, `error_detail`,
   any extra fields, `duration`) and returns the failed `DeliveryResult`.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from deliverers.base import Delivery, DeliveryResult
+from deliverers.base import BODY_LIMIT, Delivery, DeliveryResult
 
 #: The most characters of a failure's reason kept in an `error_detail`, unless a deliverer says.
 REASON_LIMIT = 300
@@ -67,21 +76,88 @@ def one_line(text: str, *, limit: int = REASON_LIMIT) -> str:
     return clip(" ".join(text.split()), limit)
 
 
+#: JSON's two-character escapes (`\/` is optional in JSON, and PHP's default).
+_JSON_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "/": "\\/",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+
+
+def _spellings(char: str) -> list[str]:
+    """Regular expressions for each way `char` may be written back by an endpoint, escapes
+    first (so that a match takes an escape whole rather than its first character)."""
+    found = []
+    if char in _JSON_ESCAPES:
+        found.append(re.escape(_JSON_ESCAPES[char]))
+    point = ord(char)
+    if point < 0x10000:
+        found.append(f"\\\\u(?i:{point:04x})")
+    else:  # a UTF-16 surrogate pair
+        high, low = 0xD800 + ((point - 0x10000) >> 10), 0xDC00 + ((point - 0x10000) & 0x3FF)
+        found.append(f"\\\\u(?i:{high:04x})\\\\u(?i:{low:04x})")
+    found.append("".join(f"%(?i:{byte:02x})" for byte in char.encode()))
+    if char == " ":
+        found.append(re.escape("+"))
+    found.append(re.escape(char))
+    return found
+
+
+def _longest_spelling(char: str) -> int:
+    json_escape = 6 if ord(char) < 0x10000 else 12
+    return max(json_escape, 3 * len(char.encode()))
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(secret: str) -> tuple[re.Pattern[str], int]:
+    """A pattern matching `secret` in any mix of its spellings, and the longest one's length."""
+    pattern = "".join(f"(?:{'|'.join(_spellings(char))})" for char in secret)
+    return re.compile(pattern), sum(_longest_spelling(char) for char in secret)
+
+
 def scrub(
     text: str,
     *secrets: str | None,
     min_length: int = 1,
     shown_as: Callable[[str], str] | None = None,
 ) -> str:
-    """`text` with each secret (of at least `min_length` characters) replaced.
+    """`text` with each secret (of at least `min_length` characters), in any spelling, replaced.
 
-    By `SCRUBBED`, or by `shown_as(secret)` when given. Error texts come partly from servers and
-    libraries, which may echo what they were sent: a secret never rides along in a detail.
+    By `SCRUBBED`, or by `shown_as(secret)` when given. Error texts and answers come partly from
+    servers and libraries, which may echo what they were sent, raw, JSON-escaped or
+    percent-encoded: a secret never rides along in a detail or a logged body.
     """
-    for secret in secrets:
-        if secret and len(secret) >= min_length:
-            text = text.replace(secret, SCRUBBED if shown_as is None else shown_as(secret))
+    kept = sorted({s for s in secrets if s and len(s) >= min_length}, key=len, reverse=True)
+    for secret in kept:  # the longest first: a secret inside another goes with it
+        replacement = SCRUBBED if shown_as is None else shown_as(secret)
+        # Escaped for `sub`, which reads backslashes in a replacement as group references.
+        text = _pattern(secret)[0].sub(replacement.replace("\\", "\\\\"), text)
     return text
+
+
+def excerpt(
+    text: str,
+    *secrets: str | None,
+    complete: bool = True,
+    limit: int = BODY_LIMIT,
+) -> str:
+    """At most `limit` characters of an answer's body, every secret scrubbed before the cut.
+
+    `complete=False` says `text` is only the beginning of the answer: its tail could begin an
+    echo of a secret whose rest was never read, so it is dropped (as many characters as the
+    longest spelling of a secret, less one) before the cut.
+    """
+    kept = [s for s in secrets if s]
+    text = scrub(text, *kept)
+    if not complete and kept:
+        margin = max(_pattern(secret)[1] for secret in kept) - 1
+        text = text[: max(len(text) - margin, 0)]
+    return text[:limit]
 
 
 def log_fields(delivery: Delivery) -> dict[str, Any]:
@@ -160,6 +236,7 @@ __all__ = [
     "Attempt",
     "WrongConfiguration",
     "clip",
+    "excerpt",
     "log_fields",
     "one_line",
     "reason",

@@ -71,7 +71,8 @@ class DeliveryResult:
     """Seconds the attempt took."""
     status_code: int | None = None
     body: str | None = None
-    """The response body, at most `BODY_LIMIT` characters."""
+    """The response body, at most `BODY_LIMIT` characters, secrets scrubbed
+    (`deliverers.attempt.excerpt`)."""
     error_detail: str | None = None
     retry_after: float | None = None
     """Seconds the endpoint asked us to wait (`Retry-After`), if it did."""
@@ -93,10 +94,3 @@ class Deliverer(Protocol):
 
     async def deliver(self, delivery: Delivery) -> DeliveryResult:
         """Attempt one delivery; never raises for a delivery failure."""
-
-
-def truncate_body(text: str | None) -> str | None:
-    """Keep at most `BODY_LIMIT` characters of a response body."""
-    if text is None:
-        return None
-    return text[:BODY_LIMIT]

@@ -36,6 +36,22 @@ NonEmpty = Annotated[str, Field(min_length=1, max_length=2048)]
 HIDDEN = "****"
 
 
+Endpoint = tuple[str, str, int | None]
+"""Where a target URL leads: its scheme, host (normalised: lower case, IDNA) and port (the
+scheme's default when it has one and none is written)."""
+
+
+def endpoint_of(value: str) -> Endpoint | None:
+    """The endpoint of a target URL, None when it is not one (validation says why)."""
+    try:
+        url = URL(value)
+    except (TypeError, ValueError):
+        return None
+    if not url.scheme or not url.raw_host:
+        return None
+    return url.scheme.lower(), url.raw_host.lower(), url.port
+
+
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -48,6 +64,24 @@ class _Config(BaseModel):
         """How the secret at `path` is shown: EP's masking (`mask`) unless a type says
         otherwise. A masked value sent back in a `PUT` keeps the stored secret."""
         return mask(value)
+
+    #: Fields naming where deliveries go: a URL, or a list of them. When an update makes them
+    #: name an endpoint (`Endpoint`) the stored configuration did not, the stored secrets are
+    #: not carried over to it (`hub.services.integrations`): a new type declares both sets and
+    #: gets the rule.
+    TARGET_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def endpoints(cls, configuration: Mapping[str, Any]) -> frozenset[Endpoint]:
+        """Every endpoint the `TARGET_FIELDS` of a (raw, stored or given) configuration name."""
+        found: set[Endpoint] = set()
+        for name in cls.TARGET_FIELDS:
+            value = configuration.get(name)
+            for text in value if isinstance(value, list) else [value]:
+                endpoint = endpoint_of(text) if isinstance(text, str) else None
+                if endpoint is not None:
+                    found.add(endpoint)
+        return frozenset(found)
 
 
 #: The validation context's key for the `SsrfGuard` that judges targets at create/update time.
@@ -89,6 +123,7 @@ class WebhookConfig(_Config):
     """`webhook`: POST each job to `url`; `secret_key` is sent as `X-MOLTIN-SECRET-KEY`."""
 
     SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"secret_key"})
+    TARGET_FIELDS: ClassVar[frozenset[str]] = frozenset({"url"})
 
     url: HttpTarget
     secret_key: Annotated[str, Field(max_length=1024)] | None = None
@@ -100,6 +135,7 @@ class SqsConfig(_Config):
     SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset(
         {"aws_access_key_id", "aws_secret_access_key"}
     )
+    TARGET_FIELDS: ClassVar[frozenset[str]] = frozenset({"url"})
 
     url: HttpTarget
     aws_access_key_id: NonEmpty
@@ -116,6 +152,7 @@ class StompConfig(_Config):
     """`stomp`: send each job as a CloudEvent to `destination` on the first reachable address."""
 
     SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"password"})
+    TARGET_FIELDS: ClassVar[frozenset[str]] = frozenset({"addresses"})
 
     addresses: Annotated[list[NonEmpty], Field(min_length=1, max_length=16)]
     destination: NonEmpty
@@ -125,8 +162,14 @@ class StompConfig(_Config):
     @field_validator("addresses")
     @classmethod
     def _addresses(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        for address in value:
+        for index, address in enumerate(value):
             parts = urlsplit(address)
+            if "@" in parts.netloc:
+                # Not echoed: the text would carry the password into answers and logs.
+                raise ValueError(
+                    f"address {index} must not carry credentials (user:password@); give them "
+                    "as username and password, which are stored encrypted and never shown"
+                )
             if parts.scheme not in ("stomp", "stomp+ssl") or not parts.hostname or not parts.port:
                 raise ValueError(
                     f"{address!r} is not a stomp://host:port or stomp+ssl://host:port address"
@@ -185,6 +228,7 @@ class AmqpConfig(_Config):
     """`amqp`: publish each job as a CloudEvent to `exchange` on the broker at `url`."""
 
     SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"url"})
+    TARGET_FIELDS: ClassVar[frozenset[str]] = frozenset({"url"})
 
     url: Annotated[NonEmpty, AfterValidator(_amqp_url)] = Field(
         description="amqp://user:password@host[:port][/vhost] or amqps://; stored encrypted, "
@@ -288,6 +332,7 @@ class WebPushConfig(_Config):
     """
 
     SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"keys.auth"})
+    TARGET_FIELDS: ClassVar[frozenset[str]] = frozenset({"endpoint"})
 
     endpoint: Annotated[NonEmpty, AfterValidator(_push_endpoint)]
     keys: PushKeys

@@ -9,8 +9,11 @@
     │   ├── NotFound              absent, or another store's
     │   │   └── UnknownStore      no store has that name
     │   ├── Conflict              the resource's state forbids the change
+    │   │   └── IdempotencyConflict  a client id reused for a different event
     │   ├── PayloadTooLarge       an event over its size limit
+    │   │   └── FanOutTooLarge    a publish that would create more jobs than one may
     │   ├── ValidationFailed      the input breaks rules: one (detail, source) per problem
+    │   │   └── QuotaExceeded     the store has as many integrations as it may
     │   ├── Unauthenticated       a missing, malformed, unknown or revoked key, or an
     │   │                         unknown or expired access token
     │   ├── UnsupportedGrant      an OAuth grant type the hub does not serve (implicit, …)
@@ -18,6 +21,7 @@
     │   └── Overloaded            the process takes no more work now; come back shortly
     ├── ApiError                  the HTTP edge's own answers, rendered with their status
     │   ├── BadRequest            400 malformed JSON or query parameter
+    │   ├── RequestTimeout        408 the body did not arrive within HUB_BODY_TIMEOUT
     │   ├── UnsupportedMediaType  415 a request body that is not JSON (or, for the token
     │   │                         endpoint, form-encoded)
     │   ├── TooManyRequests       429 the key's request rate is over HUB_API_RATE_LIMIT
@@ -82,8 +86,21 @@ class Conflict(DomainError):
     """The resource's state forbids the change (a disabled integration, a job in flight)."""
 
 
+class IdempotencyConflict(Conflict):
+    """A client id (an event's `id`, an `Idempotency-Key`, an AMQP `message_id`) that the store
+    has seen with another event: one problem per event of the request that reuses one."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(problems[0][0], source=problems[0][1])
+        self.problems = list(problems)
+
+
 class PayloadTooLarge(DomainError):
     """An event payload over its size limit."""
+
+
+class FanOutTooLarge(PayloadTooLarge):
+    """A publish request whose events would create more jobs than `HUB_MAX_JOBS_PER_PUBLISH`."""
 
 
 class ValidationFailed(DomainError):
@@ -93,6 +110,13 @@ class ValidationFailed(DomainError):
         """`problems` is a list of (detail, source field path)."""
         super().__init__(problems[0][0] if problems else "invalid input")
         self.problems = list(problems) or self.problems
+
+
+class QuotaExceeded(ValidationFailed):
+    """The store already has `HUB_MAX_INTEGRATIONS_PER_STORE` integrations."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__([(detail, None)])
 
 
 class Unauthenticated(DomainError):
@@ -167,6 +191,15 @@ class UnsupportedMediaType(ApiError):
             + " and say so in Content-Type",
             source="Content-Type",
         )
+
+
+class RequestTimeout(ApiError):
+    status = 408
+    title = "Request Timeout"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"The request body did not arrive within {seconds:g} s (HUB_BODY_TIMEOUT)")
+        self.headers = {"Connection": "close"}
 
 
 class TooManyRequests(ApiError):

@@ -16,6 +16,15 @@ Meanwhile the dispatcher and the ingest wind down (`HUB_WORKER_GRACE_SECONDS`).
 
 One process is one `serve` or `work` call with its options (`ServeOptions`): a supervisor that
 starts several processes passes each the same options.
+
+**Slow and greedy clients.** The web server holds no connection for a client that takes its
+time: a request's headers must all arrive within `HUB_HEADER_TIMEOUT` seconds of the
+connection's opening or of the previous answer (aiohttp's keep-alive timeout, which closes a
+connection still waiting for a complete request when it fires; an idle keep-alive connection
+goes after as long), and its body within `HUB_BODY_TIMEOUT` seconds of the headers
+(`hub.api.middleware.body_deadline`). One client address holds at most
+`HUB_MAX_CONNECTIONS_PER_CLIENT` connections at once (`ClientConnections`); more are closed on
+arrival, before a byte is read.
 """
 
 from __future__ import annotations
@@ -23,11 +32,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiohttp import web
+from prometheus_client import Counter as Metric
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub import crypto
@@ -127,12 +139,7 @@ async def serve(settings: Settings, url: str, options: ServeOptions) -> None:
         heartbeat.on_beat = lambda beat: share.set(beat.api_processes)
         await heartbeat.beat()
         app = create_app(settings, engine, share=share)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=REQUEST_GRACE)
-        await runner.setup()
-        site = web.TCPSite(
-            runner, options.host, options.port, reuse_port=options.reuse_port or None
-        )
-        await site.start()
+        runner = await _listening(app, settings, options.host, options.port, options.reuse_port)
         log.info(
             "api_listening",
             url=settings.base_url(),
@@ -165,7 +172,8 @@ async def serve(settings: Settings, url: str, options: ServeOptions) -> None:
                 await heartbeat.leave()
                 for part in parts:
                     part.stop()  # they wind down while the web app finishes its requests
-                await site.stop()
+                for site in runner.sites:
+                    await site.stop()
                 await app[IN_FLIGHT].drain(REQUEST_GRACE)
                 await runner.cleanup()
                 log.info("api_stopped", process_id=identity.id)
@@ -175,6 +183,131 @@ async def serve(settings: Settings, url: str, options: ServeOptions) -> None:
                 await beating
     finally:
         await engine.dispose()
+
+
+REFUSED = Metric(
+    "hub_http_connections_refused_total",
+    "Connections closed on arrival: their client address held HUB_MAX_CONNECTIONS_PER_CLIENT",
+)
+
+
+class ClientConnections:
+    """The web server's protocol factory, with at most `per_client` connections at once from
+    one client address (0: no cap). A connection beyond is closed on arrival, before a byte is
+    read; the server never sees it."""
+
+    def __init__(self, server: Callable[[], asyncio.Protocol], per_client: int) -> None:
+        self._server = server
+        self.per_client = per_client
+        self.open: Counter[str] = Counter()
+        """Connections open now, by client address."""
+
+    def __call__(self) -> asyncio.Protocol:
+        return _Admitted(self, self._server())
+
+
+class _Admitted(asyncio.Protocol):
+    """One connection on its way to the server's protocol, counted against its address."""
+
+    __slots__ = ("_address", "_connections", "_inner")
+
+    def __init__(self, connections: ClientConnections, inner: asyncio.Protocol) -> None:
+        self._connections = connections
+        self._inner: asyncio.Protocol | None = inner
+        self._address: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        connections = self._connections
+        if address is not None and connections.per_client:
+            if connections.open[address] >= connections.per_client:
+                self._inner = None
+                REFUSED.inc()
+                log.debug("client_connection_refused", client=address)
+                transport.close()
+                return
+            connections.open[address] += 1
+            self._address = address
+        assert self._inner is not None
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._address is not None:
+            open_ = self._connections.open
+            open_[self._address] -= 1
+            if open_[self._address] <= 0:
+                del open_[self._address]
+            self._address = None
+        if self._inner is not None:
+            self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+
+class _Runner(web.AppRunner):
+    """aiohttp's runner, whose sites take connections through `ClientConnections`."""
+
+    def __init__(self, app: web.Application, per_client: int, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._per_client = per_client
+        self.connections: ClientConnections | None = None
+
+    @property
+    def server(self) -> Any:
+        inner = super().server
+        if inner is None:
+            return None
+        if self.connections is None:
+            self.connections = ClientConnections(inner, self._per_client)
+        return self.connections
+
+
+async def _listening(
+    app: web.Application, settings: Settings, host: str, port: int, reuse_port: bool = False
+) -> _Runner:
+    """`app` set up and listening on `host:port`, with the slow-client timeouts and the
+    per-client cap (see the module docstring); the caller cleans the runner up."""
+    runner = _Runner(
+        app,
+        settings.max_connections_per_client,
+        access_log=None,
+        shutdown_timeout=REQUEST_GRACE,
+        keepalive_timeout=settings.header_timeout,
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    app: web.Application, settings: Settings, host: str, port: int
+) -> AsyncIterator[_Runner]:
+    """`app` served on `host:port` as `hub serve` serves it (`_listening`) until the block
+    ends."""
+    runner = await _listening(app, settings, host, port)
+    try:
+        yield runner
+    finally:
+        await runner.cleanup()
 
 
 async def _check_keys(engine: AsyncEngine) -> None:

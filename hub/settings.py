@@ -111,8 +111,31 @@ class Settings(BaseSettings):
         description="Browser origins that may call the API (comma-separated, e.g. "
         "https://shop.example.com; `*` for any); none by default.",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, /metrics needs `Authorization: Bearer <token>`; unset: open.",
+    )
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a connection has to send a request's headers, from its opening or "
+        "from the previous answer; an idle keep-alive connection is closed after as long.",
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request's body has to arrive once its headers have (408 beyond).",
+    )
+    max_connections_per_client: int = Field(
+        default=256,
+        ge=0,
+        description="Connections one client address may hold open at once (more are closed on "
+        "arrival); 0 turns the cap off, as behind a proxy that every client comes through.",
+    )
     max_event_bytes: int = Field(default=1024 * 1024, gt=0)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     db_pool_size: int = Field(
@@ -128,6 +151,16 @@ class Settings(BaseSettings):
         le=60,
         description="Seconds a publish may wait to be written; while the oldest waiting one has "
         "waited longer, new publishes are refused with 503 and Retry-After (admission).",
+    )
+    max_integrations_per_store: int = Field(
+        default=1000,
+        ge=0,
+        description="Integrations a store may have (deleted ones aside); 0 turns the quota off.",
+    )
+    max_jobs_per_publish: int = Field(
+        default=10_000,
+        ge=0,
+        description="Jobs one publish request (or AMQP message) may create; 0: no limit.",
     )
     # AMQP ingest (hub.ingest): consumed by `hub serve` and `hub worker` when the URL is set.
     amqp_url: str | None = Field(

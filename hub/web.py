@@ -18,6 +18,7 @@ from hub.api.http import PUBLISHER, RATE_LIMITER
 from hub.api.middleware import (
     IN_FLIGHT,
     InFlight,
+    body_deadline,
     cors,
     error_envelope,
     json_bodies,
@@ -52,7 +53,7 @@ def create_app(
     middlewares: list[Middleware] = [in_flight.middleware, request_context]
     if settings.cors_origins:
         middlewares.append(cors(settings.cors_origins))
-    middlewares += [error_envelope, json_bodies]
+    middlewares += [error_envelope, body_deadline, json_bodies]
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[IN_FLIGHT] = in_flight
     app.on_response_prepare.append(in_flight.on_prepare)

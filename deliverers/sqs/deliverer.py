@@ -19,8 +19,8 @@ import orjson
 import structlog
 from aiobotocore.session import AioSession
 
-from deliverers.attempt import Attempt, WrongConfiguration, log_fields, one_line
-from deliverers.base import Delivery, DeliveryResult, truncate_body
+from deliverers.attempt import Attempt, WrongConfiguration, excerpt, log_fields, one_line
+from deliverers.base import Delivery, DeliveryResult
 from deliverers.config import SqsConfig
 from deliverers.sqs.batching import Batches
 from deliverers.sqs.client import ClientKey, Clients
@@ -130,7 +130,7 @@ class SqsDeliverer:
             succeeded=True,
             duration=duration,
             status_code=outcome.status_code,
-            body=truncate_body(body),
+            body=excerpt(body),
         )
 
 

@@ -22,7 +22,7 @@ import structlog
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
-from deliverers.attempt import Attempt, WrongConfiguration, log_fields
+from deliverers.attempt import Attempt, WrongConfiguration, excerpt, log_fields
 from deliverers.base import Delivery, DeliveryResult
 from deliverers.config import WebPushConfig
 from deliverers.web_push.encryption import encrypt
@@ -134,7 +134,8 @@ class WebPushDeliverer:
             async with self._session.post(
                 url, data=body, headers=headers, allow_redirects=False
             ) as response:
-                text = await read_body(response)
+                raw, complete = await read_body(response)
+                text = excerpt(raw, complete=complete)
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
         except (aiohttp.ClientError, OSError) as error:

@@ -16,7 +16,7 @@ import aiohttp
 import structlog
 from aiohttp.abc import AbstractResolver
 
-from deliverers.attempt import Attempt, WrongConfiguration, log_fields, scrub
+from deliverers.attempt import Attempt, WrongConfiguration, excerpt, log_fields
 from deliverers.base import Delivery, DeliveryResult
 from deliverers.config import WebhookConfig
 from deliverers.webhook.endpoint import Endpoints
@@ -121,7 +121,7 @@ class WebhookDeliverer:
             async with session.post(
                 url, data=body, headers=headers, allow_redirects=False
             ) as response:
-                text = await read_body(response)
+                text, complete = await read_body(response)
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
         except (aiohttp.ClientError, OSError) as error:
@@ -136,7 +136,7 @@ class WebhookDeliverer:
             duration=duration,
             status_code=status,
             # An endpoint may echo the request back; the secret it was sent is not kept.
-            body=scrub(text, config.secret_key),
+            body=excerpt(text, config.secret_key, complete=complete),
             error_detail=None if succeeded else NON_2XX_DETAIL,
             retry_after=retry_after,
         )

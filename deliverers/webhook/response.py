@@ -1,4 +1,4 @@
-"""Reading a webhook endpoint's answer: a bounded excerpt of its body, and its `Retry-After`."""
+"""Reading a webhook endpoint's answer: a bounded read of its body, and its `Retry-After`."""
 
 from __future__ import annotations
 
@@ -8,15 +8,19 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 
-from deliverers.base import BODY_LIMIT, truncate_body
+from deliverers.base import BODY_LIMIT
 
 #: The most bytes read from a response: enough for `BODY_LIMIT` characters of any UTF-8 text,
 #: and no more, so a huge (or endless) answer costs nothing.
 MAX_BODY_BYTES = BODY_LIMIT * 4
 
 
-async def read_body(response: aiohttp.ClientResponse) -> str:
-    """Up to `BODY_LIMIT` characters of the answer, reading at most `MAX_BODY_BYTES` bytes."""
+async def read_body(response: aiohttp.ClientResponse) -> tuple[str, bool]:
+    """The answer's text as far as `MAX_BODY_BYTES` bytes go, and whether that is all of it.
+
+    Not cut to `BODY_LIMIT`: the excerpt a log keeps is `deliverers.attempt.excerpt`'s, which
+    scrubs secrets before it cuts.
+    """
     content = response.content
     raw = b""
     while len(raw) < MAX_BODY_BYTES and not content.at_eof():
@@ -27,16 +31,15 @@ async def read_body(response: aiohttp.ClientResponse) -> str:
     charset = response.charset or "utf-8"
     if content.at_eof():
         try:
-            text = raw.decode(charset, errors="replace")
+            return raw.decode(charset, errors="replace"), True
         except LookupError:
-            text = raw.decode("utf-8", errors="replace")
-        return truncate_body(text) or ""
+            return raw.decode("utf-8", errors="replace"), True
     try:
         decoder = codecs.getincrementaldecoder(charset)(errors="replace")
     except LookupError:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     # `final=False` drops a character cut in half by the byte limit instead of mangling it.
-    return truncate_body(decoder.decode(raw, final=False)) or ""
+    return decoder.decode(raw, final=False), False
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

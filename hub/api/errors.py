@@ -19,6 +19,7 @@ from hub.errors import (
     Overloaded,
     PayloadTooLarge,
     PermissionDenied,
+    QuotaExceeded,
     Unauthenticated,
     ValidationFailed,
 )
@@ -30,6 +31,7 @@ ANSWERS: dict[type[DomainError], tuple[int, str]] = {
     NotFound: (404, "Not Found"),
     Conflict: (409, "Conflict"),
     PayloadTooLarge: (413, "Payload Too Large"),
+    QuotaExceeded: (422, "Quota Exceeded"),
     ValidationFailed: (422, "Validation Error"),
     Overloaded: (503, "Service Unavailable"),
     DomainError: (400, "Bad Request"),

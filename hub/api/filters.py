@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 
 from multidict import MultiMapping
@@ -42,6 +42,7 @@ from multidict import MultiMapping
 from deliverers.config import INTEGRATION_TYPES
 from hub.errors import BadRequest
 from hub.events import EventCatalogue, is_valid_key, match_candidates, validate_observed
+from hub.services.inputs import in_utc
 from hub.store.listing import Condition, Op, Order, Value
 from hub.store.models import JOB_STATUSES
 
@@ -212,7 +213,8 @@ def parse_terms(raw: str) -> list[Term]:
 
 
 def parse_time(raw: str) -> datetime | None:
-    """An RFC 3339 time with `Z` or an offset, in UTC; None if it is not one."""
+    """An RFC 3339 time with `Z` or an offset, in UTC; None if it is not one, `ValueError` if it
+    is one outside what the hub can hold (`hub.services.inputs.TIME_RANGE`)."""
     for candidate in (raw, raw.replace(" ", "+")):
         try:
             value = datetime.fromisoformat(candidate)
@@ -220,10 +222,7 @@ def parse_time(raw: str) -> datetime | None:
             continue
         if value.tzinfo is None:
             return None
-        try:
-            return value.astimezone(UTC)
-        except OverflowError:
-            return None
+        return in_utc(value)
     return None
 
 

@@ -24,6 +24,7 @@ from hub.errors import (
 )
 from hub.ratelimit import RateLimiter
 from hub.services.access import Admit, authenticate
+from hub.services.inputs import DEPTH_PROBLEM, nesting_problem
 from hub.services.publisher import Publisher
 from hub.services.validation import problems
 from hub.store.records import Page
@@ -61,17 +62,23 @@ def is_json(media: str) -> bool:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The parsed body; 400 for anything that is not JSON, 422 for NUL characters."""
+    """The parsed body; 400 for anything that is not JSON, 422 for NUL characters and for
+    objects and arrays nested more than `MAX_DEPTH` levels deep."""
     body = await request.read()
     if not body:
         raise BadRequest("The request body is empty; a JSON document is required")
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):  # orjson's own limit, 1,024 levels
+            raise ValidationFailed([(DEPTH_PROBLEM, None)]) from None
         raise BadRequest(f"The request body is not valid JSON: {exc}") from None
     if b"\\u0000" in body:
         # PostgreSQL cannot store NUL in text or jsonb.
         raise ValidationFailed([("strings must not contain the NUL character (\\u0000)", None)])
+    problem = nesting_problem(body, document)
+    if problem is not None:
+        raise ValidationFailed([(problem, None)])
     return document
 
 

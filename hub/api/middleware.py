@@ -1,5 +1,6 @@
-"""The API's middlewares: request ids and metrics, CORS, the error envelope (no traceback ever
-reaches a client), and JSON-only request bodies (415).
+"""The web process's middlewares: request ids and metrics, CORS, the error envelope (no
+traceback ever reaches a client), the deadline of a request's body (a client dripping one is
+cut off), JSON-only request bodies (415), and the count of requests in flight (a graceful stop).
 
 **CORS** is one small middleware rather than `aiohttp-cors`: that library wants every route
 registered with it (and adds an OPTIONS route per resource), takes allowed headers only as a
@@ -12,12 +13,13 @@ an allowed origin (errors included) carries the headers.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.typedefs import Middleware
 from prometheus_client import Counter, Histogram
 
@@ -28,6 +30,7 @@ from hub.errors import (
     ApiError,
     DomainError,
     ErrorItem,
+    RequestTimeout,
     StorageUnavailable,
     UnsupportedMediaType,
 )
@@ -46,14 +49,29 @@ _STATUS_TITLES = {
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     413: "Payload Too Large",
     415: "Unsupported Media Type",
 }
 
 
+#: A request id the hub takes from its caller; any other is replaced by one of its own.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id_of(request: web.Request) -> str:
+    """The caller's `X-Request-Id` if it is 1 to 128 characters of `[A-Za-z0-9._:-]` (a UUID,
+    a trace id), else a new one: an id goes into every log line and back into the answer, so
+    one of unbounded length or with control characters is neither echoed nor logged."""
+    given = request.headers.get("X-Request-Id")
+    if given is not None and REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request_id = request_id_of(request)
     structlog.contextvars.bind_contextvars(request_id=request_id)
     route = request.match_info.route.resource
     route_name = route.canonical if route is not None else "unmatched"
@@ -248,3 +266,43 @@ class InFlight:
 
 
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
+
+
+class BodyTimedOut(TimeoutError):
+    """Set on a request's body stream when its deadline passes: every read of it raises this.
+
+    A `TimeoutError`, so that aiohttp, which reads what is left of an unread body after the
+    answer (its lingering close), stops at once and closes the connection.
+    """
+
+
+def _expire(body: StreamReader) -> None:
+    if not body.is_eof():
+        body.set_exception(BodyTimedOut())
+
+
+@web.middleware
+async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request's body must arrive within `HUB_BODY_TIMEOUT` seconds of its headers.
+
+    Bodies are read by the handlers (after the key check, so that an unknown caller's body is
+    never buffered); past the deadline, a read of the body fails (`BodyTimedOut`), the answer is
+    a 408, and the connection is closed; so is one whose handler answered without reading a
+    body still coming. A body already in when the deadline passes is left alone, however long
+    the handler then takes. (How long a connection may take to send its
+    headers is the server's keep-alive timeout: `hub.runner`.)
+    """
+    if not request.body_exists:
+        return await handler(request)
+    seconds = request.app[SETTINGS].body_timeout
+    timer = asyncio.get_running_loop().call_later(seconds, _expire, request.content)
+    try:
+        return await handler(request)
+    except BodyTimedOut:
+        log.info("request_body_timed_out", method=request.method, path=request.path)
+        raise RequestTimeout(seconds) from None
+    finally:
+        # A body still coming after the answer (the handler refused the request unread) keeps
+        # its deadline: aiohttp reads the rest before it closes, and should not wait longer.
+        if request.content.is_eof():
+            timer.cancel()

@@ -11,6 +11,8 @@ figures rather than failing.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
 
 import structlog
@@ -21,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.api.http import json_response
 from hub.appkeys import ENGINE, SETTINGS
+from hub.errors import Unauthenticated
 from hub.services import processes as process_service
 from hub.store.models import PROCESS_ROLES
 
@@ -105,8 +108,20 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
 @ops.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """Open, unless `HUB_METRICS_TOKEN` is set: then only for `Authorization: Bearer <token>`,
+    compared in constant time (as digests, so that not even the length shows)."""
+    token = request.app[SETTINGS].metrics_token
+    if token is not None:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        expected = _digest(token.get_secret_value())
+        if scheme.lower() != "bearer" or not hmac.compare_digest(_digest(given.strip()), expected):
+            raise Unauthenticated("/metrics needs Authorization: Bearer <HUB_METRICS_TOKEN>")
     await request.app[STATUS_CACHE].refresh(
         request.app[ENGINE], stale_after=request.app[SETTINGS].heartbeat_stale_after
     )

@@ -42,7 +42,12 @@ from hub.services import jobs as job_service
 from hub.services import processes as process_service
 from hub.services import push as push_service
 from hub.services import replay as replay_service
-from hub.services.inputs import EventIn, IntegrationCreate, IntegrationUpdate, ReplayCreate
+from hub.services.inputs import (
+    EventIn,
+    IntegrationCreate,
+    IntegrationUpdate,
+    ReplayCreate,
+)
 from hub.services.validation import problems
 from hub.ssrf import SsrfGuard
 from hub.store import integrations, jobs, logs
@@ -73,7 +78,12 @@ async def create_integration(request: web.Request) -> web.Response:
     data = parse_data(await read_json(request), IntegrationCreate)
     async with request.app[ENGINE].begin() as conn:
         record = await integration_service.create(
-            conn, request.app[CATALOGUE], principal.store_id, data, guard=_guard(request)
+            conn,
+            request.app[CATALOGUE],
+            principal.store_id,
+            data,
+            guard=_guard(request),
+            max_per_store=request.app[SETTINGS].max_integrations_per_store,
         )
     return model_response(integration_out(_base(request), record), status=201)
 
@@ -354,6 +364,7 @@ async def publish_events(request: web.Request) -> web.Response:
         batch=batch,
         idempotency_key=idempotency_key,
         max_event_bytes=settings.max_event_bytes,
+        max_jobs=settings.max_jobs_per_publish,
     )
     # Written together with whatever other publishes this process has in hand (group commit:
     # `hub.services.publisher`); answered once committed.

@@ -288,6 +288,8 @@ class AmqpIngest:
                 batch=True,
                 idempotency_key=None,
                 max_event_bytes=self.settings.max_event_bytes,
+                # Each message is a publish request of its own: its limit, once per message.
+                max_jobs=self.settings.max_jobs_per_publish * len(group),
             )
             published += zip([message for message, _ in group], results, strict=True)
         return published, refused
@@ -304,6 +306,8 @@ class AmqpIngest:
                     batch=False,
                     idempotency_key=decoded.idempotency_key,
                     max_event_bytes=self.settings.max_event_bytes,
+                    max_jobs=self.settings.max_jobs_per_publish,
+                    key_name="message_id",
                 )
         except MessageRejected as exc:
             await self._dead_letter(message, exc.reason)

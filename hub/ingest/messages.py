@@ -14,7 +14,7 @@ import orjson
 from pydantic import ValidationError
 
 from hub.errors import MessageRejected
-from hub.services.inputs import EventIn
+from hub.services.inputs import DEPTH_PROBLEM, EventIn, nesting_problem
 from hub.services.validation import problems
 
 STORE_HEADER = "x-hub-store"
@@ -73,10 +73,15 @@ def decode(
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):  # orjson's own limit, 1,024 levels
+            raise MessageRejected(DEPTH_PROBLEM) from None
         raise MessageRejected(f"the message body is not valid JSON: {exc}") from None
     if b"\\u0000" in body:
         # PostgreSQL cannot store NUL in jsonb; the HTTP edge refuses it the same way.
         raise MessageRejected("strings must not contain the NUL character (\\u0000)")
+    problem = nesting_problem(body, document)  # as the HTTP edge does
+    if problem is not None:
+        raise MessageRejected(problem)
     if isinstance(document, dict) and set(document) == {"data"}:
         document = document["data"]
     if isinstance(document, list):

@@ -6,13 +6,21 @@ Python, for the enabled integrations whose `observes` overlaps the key's match c
 
 Idempotency: an event's client id is its `id` attribute or, for a single event, the
 `Idempotency-Key` header (for a batch, the header plus `:<index>` for events without an `id`).
-Publishing a client id the store has seen returns the stored event and creates nothing; a
-concurrent double publish is settled by the unique index, so exactly one wins.
+Publishing a client id the store has seen with the same event returns the stored event and
+creates nothing; a concurrent double publish is settled by the unique index, so exactly one
+wins. The same client id with another event is an `IdempotencyConflict` (the API's 409), as the
+IETF idempotency-key draft and Stripe refuse a key reused with other parameters. "The same
+event" is judged on its canonical form (`request_digest`: `triggered_by` and `payload`, object
+keys sorted), not on the request's bytes, so key order and spacing do not matter; an event
+stored before digests were kept has none and repeats as before. A batch is judged event by
+event and refused whole: one that names client ids is written in a transaction (the caller's,
+or its own), so a conflict leaves nothing of it behind.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +32,16 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import conditions, ordering
-from hub.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
+from hub.errors import (
+    Conflict,
+    DomainError,
+    FanOutTooLarge,
+    IdempotencyConflict,
+    NotFound,
+    PayloadTooLarge,
+    Problem,
+    ValidationFailed,
+)
 from hub.events import TEST_KEY, EventCatalogue, match_candidates, matches, validate_published
 from hub.ids import uuid7
 from hub.services.inputs import EventIn
@@ -88,6 +105,12 @@ def _check(
     return texts
 
 
+def request_digest(triggered_by: str, payload: dict[str, Any]) -> bytes:
+    """SHA-256 of the event's canonical form: `[triggered_by, payload]` as JSON, keys sorted."""
+    canonical = orjson.dumps([triggered_by, payload], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).digest()
+
+
 PayloadFilter = Callable[[dict[str, Any]], bool]
 
 
@@ -120,6 +143,22 @@ class Prepared:
 
     store_id: UUID
     events: list[enqueue.NewEvent]
+    items: Sequence[EventIn]
+    batch: bool
+    key: tuple[str | None, str]
+    """The request's idempotency key, and what the edge calls it (for the answers)."""
+    max_jobs: int
+    """The most jobs the request may create (0: no limit)."""
+
+    @property
+    def all_or_nothing(self) -> bool:
+        """A batch naming client ids: an `IdempotencyConflict` of one of its events (found once
+        written) must refuse it whole, so it is written in a transaction of its own."""
+        return self.batch and any(e.client_id is not None for e in self.events)
+
+
+Outcome = list[Published] | DomainError
+"""What `write` says of one request: its results in input order, or why it was refused."""
 
 
 def prepare(
@@ -130,10 +169,14 @@ def prepare(
     batch: bool,
     idempotency_key: str | None,
     max_event_bytes: int,
+    max_jobs: int = 0,
+    key_name: str = "Idempotency-Key",
 ) -> Prepared:
     """Check a publish request (keys, sizes, client ids) without touching the database.
 
-    Raises `ValidationFailed` or `PayloadTooLarge`.
+    `max_jobs` bounds the jobs its fan-out may create (0: no limit; see `write`); `key_name` is
+    what the edge calls `idempotency_key` in its answers (an AMQP message's is its
+    `message_id`). Raises `ValidationFailed` or `PayloadTooLarge`.
     """
     texts = _check(items, batch, catalogue, max_event_bytes)
     client_ids = _client_ids(items, batch, idempotency_key)
@@ -147,9 +190,16 @@ def prepare(
                 triggered_by=item.triggered_by,
                 payload=item.payload,
                 payload_json=text,
+                digest=None
+                if client_id is None
+                else request_digest(item.triggered_by, item.payload),
             )
             for item, client_id, text in zip(items, client_ids, texts, strict=True)
         ],
+        items,
+        batch,
+        (idempotency_key, key_name),
+        max_jobs,
     )
 
 
@@ -162,23 +212,41 @@ async def publish(
     batch: bool,
     idempotency_key: str | None,
     max_event_bytes: int,
+    max_jobs: int = 0,
+    key_name: str = "Idempotency-Key",
 ) -> list[Published]:
-    """Store the events and their jobs; results in input order (`prepare`, then `write`)."""
-    prepared = prepare(
+    """Store the events and their jobs; results in input order (`prepare`, then `write`).
+
+    Raises what `write` refuses the request with. A batch naming client ids is written in a
+    transaction (the caller's, or one of its own), so a conflict leaves nothing of it behind.
+    """
+    request = prepare(
         catalogue,
         store_id,
         items,
         batch=batch,
         idempotency_key=idempotency_key,
         max_event_bytes=max_event_bytes,
+        max_jobs=max_jobs,
+        key_name=key_name,
     )
-    [results] = await write(conn, [prepared])
-    return results
+    if request.all_or_nothing and not conn.in_transaction():
+        async with conn.begin():
+            return settled(await write(conn, [request]))[0]
+    return settled(await write(conn, [request]))[0]
 
 
-async def write(conn: AsyncConnection, requests: Sequence[Prepared]) -> list[list[Published]]:
+def settled(outcomes: Sequence[Outcome]) -> list[list[Published]]:
+    """The results of each request, or the first refusal raised."""
+    for outcome in outcomes:
+        if isinstance(outcome, DomainError):
+            raise outcome
+    return [outcome for outcome in outcomes if not isinstance(outcome, DomainError)]
+
+
+async def write(conn: AsyncConnection, requests: Sequence[Prepared]) -> list[Outcome]:
     """Store the events of several prepared requests (of any stores) and their jobs; for each
-    request, its results in input order.
+    request, its results in input order, or why it was refused.
 
     The integrations of each store are read, then every event and the jobs of those not seen
     before are written by one statement (`enqueue.insert_published`), atomic on its own: one
@@ -187,66 +255,141 @@ async def write(conn: AsyncConnection, requests: Sequence[Prepared]) -> list[lis
     queue lock and one more statement. Within a request the events keep their array order
     (their jobs' ids grow along it). Requests that name the same client id are settled by the
     unique index as concurrent ones are: the first is stored, the others answer with it.
+
+    Refused, each on its own: a request whose fan-out would create more than its `max_jobs`
+    (`FanOutTooLarge`, before anything of it is written; repeats count too, since which are
+    repeats is known only once written), and one naming a client id the store has seen with
+    another event (`IdempotencyConflict`: such an event was not written; an `all_or_nothing`
+    request is to be written alone, in a transaction its refusal rolls back).
     """
     now = datetime.now(UTC)
     db = await driver_of(conn)
-    by_store: dict[UUID, list[enqueue.NewEvent]] = {}
-    for request in requests:
-        by_store.setdefault(request.store_id, []).extend(request.events)
+    by_store: dict[UUID, list[int]] = {}
+    for index, request in enumerate(requests):
+        by_store.setdefault(request.store_id, []).append(index)
+    outcomes: list[Outcome | None] = [None] * len(requests)
     jobs_total: dict[UUID, int] = {}
     new_jobs: list[enqueue.NewJob] = []
-    for store_id, new in by_store.items():
+    for store_id, indexes in by_store.items():
+        new = [event for i in indexes for event in requests[i].events]
         candidates = sorted({c for e in new for c in match_candidates(e.triggered_by)})
         targets = await integrations.live_integrations_observing(db, store_id, candidates)
         filters = {t.id: payload_filter(t) for t in targets}
-        for event in new:
-            matched = [
-                t
-                for t in targets
-                if matches(t.observes, event.triggered_by) and filters[t.id](event.payload)
-            ]
-            jobs_total[event.id] = len(matched)
-            new_jobs += [
-                enqueue.NewJob(
-                    t.id,
-                    event.id,
-                    event.triggered_by,
-                    # An ordered integration's job carries its event's key value
-                    # (`hub.ordering`); `insert_published` appends such jobs to their keys'
-                    # queues.
-                    None
-                    if t.ordering_key is None
-                    else ordering.key_value(event.payload, t.ordering_key),
+        for i in indexes:
+            request = requests[i]
+            jobs_of_request: list[enqueue.NewJob] = []
+            for event in request.events:
+                matched = [
+                    t
+                    for t in targets
+                    if matches(t.observes, event.triggered_by) and filters[t.id](event.payload)
+                ]
+                jobs_total[event.id] = len(matched)
+                jobs_of_request += [
+                    enqueue.NewJob(
+                        t.id,
+                        event.id,
+                        event.triggered_by,
+                        # An ordered integration's job carries its event's key value
+                        # (`hub.ordering`); `insert_published` appends such jobs to their keys'
+                        # queues.
+                        None
+                        if t.ordering_key is None
+                        else ordering.key_value(event.payload, t.ordering_key),
+                    )
+                    for t in matched
+                ]
+            if request.max_jobs and len(jobs_of_request) > request.max_jobs:
+                outcomes[i] = FanOutTooLarge(
+                    f"This request would create {len(jobs_of_request)} jobs "
+                    f"({len(request.events)} events, each to every matching integration); one "
+                    f"publish request may create at most {request.max_jobs} "
+                    "(HUB_MAX_JOBS_PER_PUBLISH): publish fewer events per request",
+                    source="data",
                 )
-                for t in matched
-            ]
-    everything = [event for request in requests for event in request.events]
+            else:
+                new_jobs += jobs_of_request
+    admitted = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    everything = [event for i in admitted for event in requests[i].events]
     inserted = await enqueue.insert_published(db, everything, new_jobs, now)
 
-    outcome: dict[UUID, Published] = {}
-    for store_id, new in by_store.items():
-        repeated = [e.client_id for e in new if e.id not in inserted and e.client_id is not None]
+    for store_id, indexes in by_store.items():
+        live = [i for i in indexes if outcomes[i] is None]
+        repeated = [
+            e.client_id
+            for i in live
+            for e in requests[i].events
+            if e.id not in inserted and e.client_id is not None
+        ]
         existing = await events.events_by_client_id(conn, store_id, repeated)
         existing_counts = await jobs.job_counts_by_event(
-            conn, [record.id for record in existing.values()]
+            conn, [record.id for record, _ in existing.values()]
         )
-        for event in new:
-            if event.id in inserted:
-                record = EventRecord(
-                    id=event.id,
-                    store_id=store_id,
-                    client_id=event.client_id,
-                    triggered_by=event.triggered_by,
-                    payload=event.payload,
-                    created_at=now,
-                )
-                outcome[event.id] = Published(record, jobs_total.get(event.id, 0), created=True)
-            else:
-                assert event.client_id is not None
-                record = existing[event.client_id]
-                count = existing_counts.get(record.id, 0)
-                outcome[event.id] = Published(record, count, created=False)
-    return [[outcome[event.id] for event in request.events] for request in requests]
+        for i in live:
+            request = requests[i]
+            conflicts = _conflicts(
+                request.events, request.items, inserted, existing, request.batch, request.key
+            )
+            if conflicts:
+                outcomes[i] = IdempotencyConflict(conflicts)
+                continue
+            results = []
+            for event in request.events:
+                if event.id in inserted:
+                    record = EventRecord(
+                        id=event.id,
+                        store_id=store_id,
+                        client_id=event.client_id,
+                        triggered_by=event.triggered_by,
+                        payload=event.payload,
+                        created_at=now,
+                    )
+                    results.append(Published(record, jobs_total.get(event.id, 0), created=True))
+                else:
+                    assert event.client_id is not None
+                    record, _ = existing[event.client_id]
+                    count = existing_counts.get(record.id, 0)
+                    results.append(Published(record, count, created=False))
+            outcomes[i] = results
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _conflicts(
+    new: Sequence[enqueue.NewEvent],
+    items: Sequence[EventIn],
+    inserted: set[UUID],
+    existing: dict[str, tuple[EventRecord, bytes | None]],
+    batch: bool,
+    key: tuple[str | None, str],
+) -> list[Problem]:
+    """One problem per event whose client id the store has seen with another event; `key` is
+    the idempotency key and what the edge calls it."""
+    idempotency_key, key_name = key
+    found: list[Problem] = []
+    for index, (event, item) in enumerate(zip(new, items, strict=True)):
+        if event.id in inserted or event.client_id is None:
+            continue
+        stored, digest = existing[event.client_id]
+        if digest is None or digest == event.digest:
+            continue  # a repeat (or an event from before digests: taken as one)
+        if item.id is not None:
+            what, source = f"The id {event.client_id!r}", _field(batch, index, "id")
+        elif batch:
+            what = f"The {key_name} {idempotency_key!r} (as {event.client_id!r})"
+            source = f"data[{index}]"
+        else:
+            what, source = f"The {key_name} {idempotency_key!r}", key_name
+        published = stored.created_at.astimezone(UTC).isoformat(timespec="milliseconds")
+        found.append(
+            (
+                f"{what} was already used for a different event "
+                f"(published {published.replace('+00:00', 'Z')}, id {stored.id}): a repeat "
+                "must carry the same triggered_by and payload; publish another event under "
+                "another key",
+                source,
+            )
+        )
+    return found
 
 
 TEST_MESSAGE = "A test event sent by the hub to try this integration out; nothing happened."

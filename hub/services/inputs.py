@@ -9,9 +9,10 @@ OpenAPI document is generated from these models too, so their descriptions are t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from deliverers.config import IntegrationType
 
@@ -63,8 +64,63 @@ CONFIGURATION_DOC = (
     "aws_secret_access_key, region}; stomp {addresses, destination, username?, password?}; "
     "amqp {url, exchange, routing_key?, headers?, declare?, exchange_type?}; web_push (a "
     "browser's PushSubscription) {endpoint, keys: {p256dh, auth}, expirationTime?, ttl?, "
-    "urgency?, topic?}."
+    "urgency?, topic?}. URLs and addresses must not carry credentials (`user:password@`: a "
+    "422), except the AMQP URL, whose password is stored encrypted."
 )
+
+
+MAX_DEPTH = 64
+"""How deeply objects and arrays may nest in a document the hub takes (a request body, an AMQP
+message): far beyond what any resource needs, and far below what the JSON codec can write back
+(orjson reads 1,024 levels but writes only 254), so whatever is accepted can be stored and
+answered."""
+
+
+def too_deep(document: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether `document` (parsed JSON) nests objects and arrays more than `limit` levels."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def nesting_problem(body: bytes, document: Any) -> str | None:
+    """Why the parsed `body` nests too deeply, or None.
+
+    A body with at most `MAX_DEPTH` brackets cannot nest deeper, so most bodies are not walked.
+    """
+    if body.count(b"{") + body.count(b"[") <= MAX_DEPTH or not too_deep(document):
+        return None
+    return DEPTH_PROBLEM
+
+
+DEPTH_PROBLEM = f"objects and arrays must not nest more than {MAX_DEPTH} levels deep"
+
+
+TIME_RANGE = "between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z once in UTC"
+"""The instants the hub takes: what Python's datetime holds once the offset is applied (the
+tighter of its range and PostgreSQL's), so `0001-01-01T00:00:00+14:00` is out."""
+
+
+def in_utc(value: datetime) -> datetime:
+    """`value` (aware) in UTC; `ValueError` when that instant is outside `TIME_RANGE`."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"must be {TIME_RANGE}") from None
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(in_utc)]
+"""An RFC 3339 time with a zone, within `TIME_RANGE`, as UTC."""
 
 
 class _In(BaseModel):
@@ -150,10 +206,11 @@ class ReplayCreate(_In):
     """A replay of an integration's finished jobs (`POST /v2/integrations/{id}/replay`)."""
 
     type: Literal["integration-replay"]
-    since: AwareDatetime = Field(
-        description="Replay jobs created at or after this instant (RFC 3339 with a zone)."
+    since: Instant = Field(
+        description="Replay jobs created at or after this instant (RFC 3339 with a zone, "
+        "between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z once in UTC)."
     )
-    until: AwareDatetime | None = Field(
+    until: Instant | None = Field(
         default=None, description="…and before this one; default: now. Must be after `since`."
     )
     status: list[ReplayableStatus] = Field(

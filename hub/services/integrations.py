@@ -12,9 +12,16 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deliverers import config as transport_config
-from deliverers.config import CONFIG_MODELS, GUARD, secret_at, secret_fields, with_secret
+from deliverers.config import (
+    CONFIG_MODELS,
+    GUARD,
+    Endpoint,
+    secret_at,
+    secret_fields,
+    with_secret,
+)
 from hub import conditions, ordering
-from hub.errors import NotFound, ValidationFailed
+from hub.errors import NotFound, QuotaExceeded, ValidationFailed
 from hub.events import EventCatalogue, validate_observed
 from hub.services import push
 from hub.services.inputs import IntegrationCreate, IntegrationUpdate
@@ -97,8 +104,11 @@ async def create(
     data: IntegrationCreate,
     *,
     guard: SsrfGuard = STRICT,
+    max_per_store: int = 0,
 ) -> IntegrationRecord:
-    """`guard` judges the targets (what it can without DNS: see `hub.ssrf`)."""
+    """`guard` judges the targets (what it can without DNS: see `hub.ssrf`); a store with
+    `max_per_store` integrations already (0: no quota) gets `QuotaExceeded`, counted under a
+    lock of the store so that concurrent creates cannot pass it together."""
     found = _check_observes(data.observes, catalogue)
     configuration, config_problems = _check_configuration(
         data.integration_type, data.configuration, guard
@@ -109,6 +119,14 @@ async def create(
     found += _check_ordering_key(data.ordering_key)
     if found:
         raise ValidationFailed(found)
+    if max_per_store:
+        count = await integrations.count_live_locked(conn, store_id)
+        if count >= max_per_store:
+            raise QuotaExceeded(
+                f"This store has {count} integrations, the most it may have "
+                f"({max_per_store}, HUB_MAX_INTEGRATIONS_PER_STORE): delete one before "
+                "creating another"
+            )
     if data.integration_type == WEB_PUSH:
         await push.vapid_key(conn, store_id)  # its pushes are signed with the store's key
     return await integrations.insert_integration(
@@ -147,6 +165,52 @@ def _merge_configuration(
         if isinstance(stored, str) and secret_at(merged, path) == model.mask_secret(path, stored):
             merged = with_secret(merged, path, stored)  # echoed back masked: keep the secret
     return merged
+
+
+def _spelled(endpoint: Endpoint) -> str:
+    scheme, host, port = endpoint
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def _retargeting_problems(
+    current: IntegrationRecord, new_type: str, given: dict[str, Any], merged: dict[str, Any]
+) -> list[tuple[str, str | None]]:
+    """Stored secrets that an update would carry over to an endpoint they were not given for.
+
+    A configuration's endpoints are what its `TARGET_FIELDS` name (scheme, host and port; see
+    `deliverers.config.Endpoint`). When the update makes them name one the stored configuration
+    did not (another host, port or scheme; an address added to a STOMP list), each stored secret
+    must be given again in the same request, or removed with `null`: otherwise a `manage` key
+    could point an integration at a host of its own and have the hub send it the secret that no
+    answer ever shows. Paths are not endpoints: a queue or a path on the same host keeps them.
+    """
+    if new_type != current.integration_type:
+        return []  # the given configuration replaces the stored one whole: nothing carries over
+    model = CONFIG_MODELS[new_type]
+    added = model.endpoints(merged) - model.endpoints(current.configuration)
+    if not added:
+        return []
+    found: list[tuple[str, str | None]] = []
+    where = ", ".join(sorted(_spelled(endpoint) for endpoint in added))
+    for name in sorted(model.SECRET_FIELDS - model.TARGET_FIELDS):
+        stored = secret_at(current.configuration, name)
+        if stored is None or secret_at(merged, name) is None:
+            continue  # none stored, or removed by this request
+        value = secret_at(given, name)
+        masked = isinstance(stored, str) and value == model.mask_secret(name, stored)
+        if value is not None and not masked:
+            continue  # given anew in this request
+        found.append(
+            (
+                f"data.configuration.{name}: the integration's target changes to {where}, "
+                f"which the stored {name} was not given for; stored credentials are never "
+                f"sent to a new host: give {name} again in the same request, or null to "
+                "remove it",
+                f"data.configuration.{name}",
+            )
+        )
+    return found
 
 
 async def update(
@@ -193,6 +257,7 @@ async def update(
         merged = _merge_configuration(current, new_type, data.configuration or {})
         configuration, config_problems = _check_configuration(new_type, merged, guard)
         found += config_problems
+        found += _retargeting_problems(current, new_type, data.configuration or {}, merged)
         changes["configuration"] = configuration
         changes["integration_type"] = new_type
     if "conditions" in given:

@@ -167,22 +167,48 @@ class Publisher:
             await self._write(batch)
 
     async def _write(self, batch: list[_Queued]) -> None:
+        together = [q for q in batch if not q.request.all_or_nothing]
+        if together:
+            await self._write_together(together)
+        for queued in batch:
+            if queued.request.all_or_nothing:
+                await self._write_alone(queued)
+
+    async def _write_together(self, batch: list[_Queued]) -> None:
         try:
             async with self.engine.connect() as conn:
-                results = await event_service.write(conn, [q.request for q in batch])
+                outcomes = await event_service.write(conn, [q.request for q in batch])
         except Exception as exc:
             if len(batch) > 1 and not storage_unavailable(exc):
                 log.info("publish_batch_split", size=len(batch), error=type(exc).__name__)
                 for queued in batch:
-                    await self._write([queued])
+                    await self._write_together([queued])
                 return
             for queued in batch:
-                if not queued.done.done():
-                    queued.done.set_exception(exc)
+                _settle(queued, exc)
             return
-        for queued, result in zip(batch, results, strict=True):
-            if not queued.done.done():
-                queued.done.set_result(result)
+        for queued, outcome in zip(batch, outcomes, strict=True):
+            _settle(queued, outcome)
+
+    async def _write_alone(self, queued: _Queued) -> None:
+        """A batch naming client ids, in a transaction of its own: should one of its events be
+        refused (an idempotency conflict), the others are rolled back with it."""
+        try:
+            async with self.engine.begin() as conn:
+                [results] = event_service.settled(await event_service.write(conn, [queued.request]))
+        except Exception as exc:
+            _settle(queued, exc)
+            return
+        _settle(queued, results)
+
+
+def _settle(queued: _Queued, outcome: event_service.Outcome | BaseException) -> None:
+    if queued.done.done():
+        return
+    if isinstance(outcome, BaseException):
+        queued.done.set_exception(outcome)
+    else:
+        queued.done.set_result(outcome)
 
 
 def _retrieve(done: asyncio.Future[list[Published]]) -> None:

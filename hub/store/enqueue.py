@@ -37,6 +37,8 @@ class NewEvent:
     payload: dict[str, Any]
     payload_json: str
     """`payload` as JSON text, as stored."""
+    digest: bytes | None = None
+    """With a client id: the event's digest (`hub.services.events.request_digest`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,7 @@ async def _insert(
         [e.client_id for e in new_events],
         [e.triggered_by for e in new_events],
         [e.payload_json for e in new_events],
+        [e.digest for e in new_events],
         [uuid7() for _ in new_jobs],
         [j.event_id for j in new_jobs],
         [j.integration_id for j in new_jobs],
@@ -144,10 +147,12 @@ async def _wake_after_commit(db: asyncpg.Connection) -> None:
 #: parameters) whatever the number of events and jobs.
 _INSERT_PUBLISHED = """
     WITH inserted AS (
-        INSERT INTO events (id, store_id, client_id, triggered_by, payload, created_at)
-        SELECT e.id, e.store_id, e.client_id, e.triggered_by, e.payload, $1
-        FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::jsonb[])
-             AS e(id, store_id, client_id, triggered_by, payload)
+        INSERT INTO events (
+            id, store_id, client_id, triggered_by, payload, request_digest, created_at
+        )
+        SELECT e.id, e.store_id, e.client_id, e.triggered_by, e.payload, e.request_digest, $1
+        FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::bytea[])
+             AS e(id, store_id, client_id, triggered_by, payload, request_digest)
         ON CONFLICT (store_id, client_id) WHERE client_id IS NOT NULL DO NOTHING
         RETURNING id, store_id
     ), queued AS (
@@ -157,7 +162,7 @@ _INSERT_PUBLISHED = """
         )
         SELECT j.id, i.store_id, j.event_id, j.integration_id, j.triggered_by, 'pending', 0,
                $1, $1, $1
-        FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::text[])
+        FROM unnest($8::uuid[], $9::uuid[], $10::uuid[], $11::text[])
              AS j(id, event_id, integration_id, triggered_by)
         JOIN inserted AS i ON i.id = j.event_id
     )

@@ -26,13 +26,15 @@ def _event(row: Any) -> EventRecord:
 
 async def events_by_client_id(
     conn: AsyncConnection, store_id: UUID, client_ids: Sequence[str]
-) -> dict[str, EventRecord]:
+) -> dict[str, tuple[EventRecord, bytes | None]]:
+    """The store's events with these client ids, each with its request digest (None for an
+    event stored before digests were)."""
     if not client_ids:
         return {}
     rows = await conn.execute(
         select(events).where(events.c.store_id == store_id, events.c.client_id.in_(client_ids))
     )
-    return {row.client_id: _event(row) for row in rows}
+    return {row.client_id: (_event(row), row.request_digest) for row in rows}
 
 
 async def get_event(conn: AsyncConnection, store_id: UUID, event_id: UUID) -> EventRecord | None:

@@ -27,7 +27,7 @@ from hub.store import listing
 from hub.store.compiled import CANCELLED, HELD, PENDING, Compiled
 from hub.store.enqueue import notify
 from hub.store.listing import NEWEST_FIRST, Condition, Order
-from hub.store.models import integrations, jobs
+from hub.store.models import integrations, jobs, stores
 from hub.store.records import IntegrationRecord, Page
 
 
@@ -54,6 +54,25 @@ def _integration(row: Any) -> IntegrationRecord:
 
 
 _LIVE = integrations.c.deleted_at.is_(None)
+
+
+async def count_live_locked(conn: AsyncConnection, store_id: UUID) -> int:
+    """How many integrations the store has (deleted ones aside), its row locked until the
+    caller's transaction ends so that concurrent creates count one after the other.
+
+    `FOR NO KEY UPDATE` (SQLAlchemy's `key_share=True`): it excludes another such lock, not the
+    key-share locks that inserts referencing the store take, so publishing goes on meanwhile.
+    """
+    await conn.execute(
+        select(stores.c.id).where(stores.c.id == store_id).with_for_update(key_share=True)
+    )
+    live = (
+        select(func.count())
+        .select_from(integrations)
+        .where(integrations.c.store_id == store_id, _LIVE)
+    )
+    count: int = (await conn.execute(live)).scalar_one()
+    return count
 
 
 async def insert_integration(

@@ -191,6 +191,9 @@ class Event(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
     client_id: Mapped[str | None] = mapped_column(Text)
+    request_digest: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """With a client id: the SHA-256 of the event as published (`triggered_by` and `payload`),
+    so that the id reused for another event is told apart from a repeat."""
     triggered_by: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, object]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _ts()

@@ -129,6 +129,13 @@ async def create(
     )
 
 
+def _aware(value: datetime) -> datetime:
+    """A stored window bound as given. asyncpg reads the first and the last instant Python
+    holds (0001-01-01T00:00:00Z, 9999-12-31T23:59:59.999999Z) as its stand-ins for -infinity
+    and infinity, naive `datetime.min` and `datetime.max`: they are those very instants in UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 async def get(
     conn: AsyncConnection, store_id: UUID, integration_id: UUID, replay_id: UUID
 ) -> ReplayRecord | None:
@@ -153,8 +160,8 @@ async def get(
         id=row.id,
         store_id=row.store_id,
         integration_id=row.integration_id,
-        since=row.since,
-        until=row.until,
+        since=_aware(row.since),
+        until=_aware(row.until),
         statuses=tuple(row.statuses),
         total=row.total,
         created_at=row.created_at,

@@ -63,8 +63,9 @@ class Cli:
         return Run(process.returncode, out.decode(), err.decode())
 
     @contextlib.asynccontextmanager
-    async def serving(self, *args: str) -> AsyncIterator[Server]:
-        """`hub serve <args>` on a free port, ready; killed on the way out if still running."""
+    async def serving(self, *args: str, env: dict[str, str] | None = None) -> AsyncIterator[Server]:
+        """`hub serve <args>` on a free port, ready; killed on the way out if still running.
+        `env` adds settings."""
         port = free_port()
         log = self.cwd / f"serve-{port}.log"
         with log.open("wb") as output:
@@ -74,7 +75,7 @@ class Cli:
                 "--port",
                 str(port),
                 *args,
-                env=self.env(),
+                env=self.env() | (env or {}),
                 cwd=self.cwd,
                 stdout=output,
                 stderr=asyncio.subprocess.STDOUT,
@@ -239,3 +240,30 @@ async def test_hub_serve_with_its_dispatcher_also_stops_on_sigterm_with_exit_cod
         assert code == 0, server.output()
         assert time.monotonic() - started < 10
         assert "Traceback" not in server.output()
+
+
+async def test_hub_serve_cuts_off_slow_clients_and_caps_connections_per_address(cli: Cli) -> None:
+    settings = {"HUB_HEADER_TIMEOUT": "1", "HUB_MAX_CONNECTIONS_PER_CLIENT": "3"}
+    async with cli.serving("--no-worker", env=settings) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+
+        async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            # From an address of their own: the readiness probe's connections do not count.
+            return await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.3", 0))
+
+        held = [await connect() for _ in range(3)]
+        started = time.monotonic()
+        for _, writer in held:  # slow lorises: a request line, then nothing more
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n")
+            await writer.drain()
+        extra_reader, extra_writer = await connect()
+
+        refused = await asyncio.wait_for(extra_reader.read(), 2)
+        closed = [await asyncio.wait_for(reader.read(), 5) for reader, _ in held]
+        elapsed = time.monotonic() - started
+        for _, writer in [*held, (extra_reader, extra_writer)]:
+            writer.close()
+
+    assert refused == b"", "a fourth connection from one address is closed on arrival"
+    assert closed == [b"", b"", b""], "a loris gets no answer, only a hang-up"
+    assert 0.9 <= elapsed <= 3.0, f"closed after {elapsed:.2f} s"

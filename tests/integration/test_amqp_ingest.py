@@ -160,6 +160,24 @@ async def test_the_same_message_id_twice_stores_one_event(env: Env) -> None:
     assert jobs == 1
 
 
+async def test_a_message_id_reused_for_another_event_is_dead_lettered(env: Env) -> None:
+    await env.broker.publish(event(), headers=env.key(), message_id="reused")
+
+    async def stored() -> bool:
+        return await env.events("reused") == 1
+
+    await eventually(stored)
+    changed = event(payload={"data": {"type": "order", "id": "o-2"}})
+    await env.broker.publish(changed, headers=env.key(), message_id="reused")
+
+    [dead] = await env.broker.take("amqp_dead_letter_queue", 1)
+    reason = str(dead.headers["x-hub-rejected-reason"])
+    assert "The message_id 'reused' was already used for a different event" in reason
+    assert dead.message_id == "reused"
+    payload = await env.stack.scalar("SELECT payload FROM events WHERE client_id = 'reused'")
+    assert payload == ORDER
+
+
 async def test_a_body_id_and_the_message_id_must_agree(env: Env) -> None:
     await env.broker.publish(event(id="same"), headers=env.key(), message_id="same")
     await env.broker.publish(event(id="one"), headers=env.key(), message_id="other")

@@ -124,7 +124,6 @@ def route_id(route: Route) -> str:
         (b"   ", 400),
         (b"\xff\xfe\x00", 400),
         (b'{"data": 1e400}', 400),
-        (b"[" * 2000 + b"]" * 2000, 400),
         (b'{"data": {"name": "\\ud800"}}', 400),
         (b"null", 422),
         (b"[]", 422),
@@ -134,6 +133,8 @@ def route_id(route: Route) -> str:
         (b'{"data": []}', 422),
         (b'{"data": "integration"}', 422),
         (b'{"data": {"type": "integration", "name": "a\\u0000b"}}', 422),
+        # Nested past the documented limit (64 levels), even past what the parser reads.
+        (b"[" * 2000 + b"]" * 2000, 422),
     ],
 )
 @pytest.mark.parametrize("path", ["/v2/integrations", "/v2/integrations/{id}", "/v2/events"])

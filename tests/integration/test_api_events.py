@@ -190,7 +190,7 @@ async def test_publishing_the_same_client_id_again_returns_the_original_event_wi
     client_id = f"evt-{secrets.token_hex(4)}"
 
     first = await publish(api, tenant, event_body(id=client_id))
-    second = await publish(api, tenant, event_body(id=client_id, payload={"data": {"v": 2}}))
+    second = await publish(api, tenant, event_body(id=client_id))
 
     assert (first.status, second.status) == (202, 200)
     original, repeated = (await first.json())["data"], (await second.json())["data"]
@@ -217,6 +217,101 @@ async def test_the_idempotency_key_header_makes_a_publish_idempotent(
     assert (await second.json())["data"]["id"] == original["id"]
     assert (await same_as_id.json())["data"]["id"] == original["id"]
     assert await job_total(api, tenant, integration_id) == 1
+
+
+async def test_an_idempotency_key_reused_with_another_body_is_a_409_and_stores_nothing(
+    api: Client, tenant: Tenant
+) -> None:
+    integration_id = await integration(api, tenant, "order.created")
+    key = f"idem-{secrets.token_hex(4)}"
+    header = {"Idempotency-Key": key}
+    first = await publish(api, tenant, event_body(), header)
+    original = (await first.json())["data"]
+
+    other_payload = await publish(
+        api, tenant, event_body(payload={"data": {"type": "order", "id": "o-2"}}), header
+    )
+    other_key = await publish(api, tenant, event_body("order.updated"), header)
+
+    for resp in (other_payload, other_key):
+        assert resp.status == 409, await resp.text()
+        [error] = (await resp.json())["errors"]
+        assert error["title"] == "Conflict"
+        assert error["source"] == "Idempotency-Key"
+        assert error["detail"].startswith(
+            f"The Idempotency-Key {key!r} was already used for a different event (published "
+        )
+        assert f"id {original['id']}): a repeat must carry the same triggered_by" in error["detail"]
+    assert await job_total(api, tenant, integration_id) == 1
+    stored = await api.get(f"/v2/events/{original['id']}", headers=tenant.auth("publish"))
+    assert (await stored.json())["data"]["payload"] == original["payload"]
+
+
+async def test_the_same_event_in_another_key_order_or_spacing_is_a_repeat(
+    api: Client, tenant: Tenant
+) -> None:
+    header = {"Idempotency-Key": f"idem-{secrets.token_hex(4)}", "Content-Type": "application/json"}
+    auth = tenant.auth("publish") | header
+    first = (
+        b'{"data": {"type": "event", "triggered_by": "order.created", '
+        b'"payload": {"a": 1, "b": {"c": [1, 2], "d": null}}}}'
+    )
+    reordered = (
+        b'{"data":{"payload":{"b":{"d":null,"c":[1,2]},"a":1},'
+        b'"triggered_by":"order.created","type":"event"}}'
+    )
+
+    answers = [await api.post("/v2/events", data=body, headers=auth) for body in (first, reordered)]
+
+    assert [r.status for r in answers] == [202, 200]
+    assert len({(await r.json())["data"]["id"] for r in answers}) == 1
+
+
+async def test_a_client_id_reused_with_another_payload_is_a_409_naming_data_id(
+    api: Client, tenant: Tenant
+) -> None:
+    client_id = f"evt-{secrets.token_hex(4)}"
+    await publish(api, tenant, event_body(id=client_id))
+
+    resp = await publish(api, tenant, event_body(id=client_id, payload={"data": {"v": 2}}))
+
+    assert resp.status == 409, await resp.text()
+    [error] = (await resp.json())["errors"]
+    assert error["source"] == "data.id"
+    assert error["detail"].startswith(f"The id {client_id!r} was already used for a different")
+
+
+async def test_a_batch_reusing_a_client_id_for_another_event_is_refused_whole(
+    api: Client, tenant: Tenant
+) -> None:
+    integration_id = await integration(api, tenant, "order.created")
+    seen = f"evt-{secrets.token_hex(4)}"
+    await publish(api, tenant, event_body(id=seen))
+    key = f"idem-{secrets.token_hex(4)}"
+    await publish(api, tenant, {"data": [event_body()["data"]] * 2}, {"Idempotency-Key": key})
+    changed = event_body(payload={"data": {"v": 2}})["data"]
+    body = {
+        "data": [
+            event_body(id=f"{seen}-new")["data"],  # new: would be stored
+            {**changed, "id": seen},  # another event under a seen id
+            event_body()["data"],  # new, no id
+        ]
+    }
+    by_header = {"data": [event_body()["data"], changed]}  # `<key>:1` was another event
+
+    resp = await publish(api, tenant, body)
+    resp_header = await publish(api, tenant, by_header, {"Idempotency-Key": key})
+
+    assert resp.status == 409, await resp.text()
+    assert [e["source"] for e in (await resp.json())["errors"]] == ["data[1].id"]
+    assert resp_header.status == 409, await resp_header.text()
+    [error] = (await resp_header.json())["errors"]
+    assert error["source"] == "data[1]"
+    assert f"The Idempotency-Key {key!r} (as '{key}:1') was already used" in error["detail"]
+    # Nothing of either batch was stored: one event, then the two of the keyed batch.
+    assert await job_total(api, tenant, integration_id) == 3
+    new = await publish(api, tenant, event_body(id=f"{seen}-new"))
+    assert new.status == 202
 
 
 async def test_client_ids_belong_to_their_store(

@@ -211,15 +211,15 @@ async def test_a_configuration_update_is_merged_into_the_stored_configuration(
 ) -> None:
     before = await created(api, tenant, webhook_integration())
 
-    resp = await put(api, tenant, before["id"], configuration={"url": "https://example.org/new"})
+    resp = await put(api, tenant, before["id"], configuration={"url": "https://example.com/new"})
 
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["data"]["configuration"] == {
-        "url": "https://example.org/new",
+        "url": "https://example.com/new",
         "secret_key": "*************alue",
     }
     assert await stored_configuration(shared_engine, tenant, before["id"]) == {
-        "url": "https://example.org/new",
+        "url": "https://example.com/new",
         "secret_key": "very-secret-value",
     }
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import CheckConstraint, Connection, inspect
+from sqlalchemy import CheckConstraint, Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.store.engine import alembic_config, create_engine
@@ -145,3 +146,60 @@ async def test_upgrading_a_database_already_at_head_changes_nothing(
 
     assert await revision(empty_engine) == head
     assert await differences(empty_engine) == []
+
+
+async def test_0008_strips_credentials_from_stored_stomp_addresses(
+    empty_engine: AsyncEngine,
+) -> None:
+    await alembic(empty_engine, "upgrade", "0003")
+    addresses = ["stomp://hub:s3cret@broker-1:61613", "stomp+ssl://broker-2:61614"]
+    async with empty_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO stores (id, name) VALUES ('00000000-0000-0000-0000-000000000001', 's')"
+            )
+        )
+        for number, (integration_type, configuration) in enumerate(
+            [
+                ("stomp", {"addresses": addresses, "destination": "/queue/q"}),
+                ("stomp", {"addresses": ["stomp://:p@b:1", "stomp://b:2"], "destination": "/q"}),
+                ("webhook", {"url": "https://example.com/@hook"}),
+            ],
+            start=1,
+        ):
+            await conn.execute(
+                text(
+                    "INSERT INTO integrations (id, store_id, name, integration_type, observes, "
+                    "configuration, signing_secret, updated_at) VALUES (:id, "
+                    "'00000000-0000-0000-0000-000000000001', 'i', :type, ARRAY['*'], "
+                    "CAST(:configuration AS jsonb), 'whsec_x', '2026-01-01')"
+                ),
+                {
+                    "id": f"00000000-0000-0000-0000-00000000010{number}",
+                    "type": integration_type,
+                    "configuration": orjson.dumps(configuration).decode(),
+                },
+            )
+
+    await alembic(empty_engine, "upgrade", "head")
+
+    async with empty_engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT configuration, updated_at > '2026-01-02' AS bumped "
+                    "FROM integrations ORDER BY id"
+                )
+            )
+        ).all()
+    assert [(row.configuration, row.bumped) for row in rows] == [
+        (
+            {
+                "addresses": ["stomp://broker-1:61613", "stomp+ssl://broker-2:61614"],
+                "destination": "/queue/q",
+            },
+            True,
+        ),
+        ({"addresses": ["stomp://b:1", "stomp://b:2"], "destination": "/q"}, True),
+        ({"url": "https://example.com/@hook"}, False),
+    ]

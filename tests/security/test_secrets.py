@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -34,6 +35,7 @@ from hub.settings import Settings
 from hub.ssrf import LOOPBACK
 from hub.store import integrations
 from tests.conftest import TEST_SECRET_KEY, event_body, settings_for, webhook_integration
+from tests.security.helpers import webhook
 from tests.support.processes import HUB
 from tests.support.sinks import sink_server
 from tests.support.stack import Stack, hub_stack
@@ -414,3 +416,77 @@ async def test_a_job_whose_secrets_cannot_be_decrypted_fails_with_a_clear_detail
 
     assert log.startswith("A stored secret cannot be decrypted with any key of HUB_SECRET_KEY")
     assert integration_id
+
+
+# --- no credentials in a target ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        f"stomp://hub:{STOMP_PASSWORD}@127.0.0.1:61613",
+        f"stomp+ssl://:{STOMP_PASSWORD}@127.0.0.1:61614",
+        f"stomp://{STOMP_PASSWORD}@127.0.0.1:61613",
+    ],
+)
+async def test_a_stomp_address_carrying_credentials_is_refused_without_echoing_them(
+    api: Any, tenant: Any, address: str
+) -> None:
+    body = stomp_body()
+    body["data"]["configuration"]["addresses"] = ["stomp://127.0.0.1:61613", address]
+
+    created = await api.post("/v2/integrations", json=body, headers=tenant.auth("manage"))
+    good = await api.post("/v2/integrations", json=stomp_body(), headers=tenant.auth("manage"))
+    assert good.status == 201, await good.text()
+    path = f"/v2/integrations/{(await good.json())['data']['id']}"
+    change = {"data": {"type": "integration", "configuration": body["data"]["configuration"]}}
+    updated = await api.put(path, json=change, headers=tenant.auth("manage"))
+
+    for resp in (created, updated):
+        assert resp.status == 422, await resp.text()
+        text_ = await resp.text()
+        [error] = (await resp.json())["errors"]
+        assert error["source"] == "data.configuration.addresses"
+        assert "address 1 must not carry credentials" in error["detail"]
+        assert STOMP_PASSWORD not in text_
+    shown = await (await api.get(path, headers=tenant.auth("view"))).text()
+    assert STOMP_PASSWORD not in shown
+
+
+# --- echoes in answers ---------------------------------------------------------------------------
+
+ECHOED_SECRET = 'wh-Sécret/"quoted"-7f3a9c1e'
+
+
+def _echo_json(request: web.Request, **dumps: Any) -> str:
+    return json.dumps({"you sent": request.headers["X-MOLTIN-SECRET-KEY"]}, **dumps)
+
+
+ECHOES: dict[str, Any] = {
+    # The echo begins 6 characters before the 4 KiB that a log keeps.
+    "straddling the cut": lambda request: "x" * 4090 + request.headers["X-MOLTIN-SECRET-KEY"],
+    "JSON, ASCII only": lambda request: _echo_json(request),
+    "JSON, slashes escaped": lambda request: _echo_json(request).replace("/", "\\/"),
+    "JSON, UTF-8 kept": lambda request: _echo_json(request, ensure_ascii=False),
+}
+
+
+@pytest.mark.parametrize("echo", ECHOES.values(), ids=ECHOES.keys())
+async def test_an_answer_echoing_the_secret_is_logged_without_any_of_it(echo: Any) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=500, text=echo(request), content_type="application/json")
+
+    deliverer = WebhookDeliverer(timeout=5, allowed_networks=LOOPBACK)
+    await deliverer.open()
+    try:
+        async with sink_server(handler) as url:
+            result = await deliverer.deliver(webhook(url, ECHOED_SECRET))
+    finally:
+        await deliverer.aclose()
+
+    assert result.status_code == 500
+    assert result.body is not None
+    assert "****" in result.body
+    assert "wh-S" not in result.body
+    assert "7f3a9c1e" not in result.body

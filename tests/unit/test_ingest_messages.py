@@ -149,3 +149,35 @@ def test_an_outage_is_found_behind_the_exceptions_that_wrap_it() -> None:
     outer = RuntimeError("while committing")
     outer.__cause__ = ConnectionResetError("reset by peer")
     assert storage_unavailable(outer)
+
+
+def nested(levels: int) -> Any:
+    """`levels` objects and arrays, one inside the other."""
+    value: Any = "deep"
+    for level in range(levels):
+        value = [value] if level % 2 else {"x": value}
+    return value
+
+
+@pytest.mark.parametrize("levels", [62, 300, 2000])
+def test_a_message_nesting_deeper_than_the_limit_is_rejected(levels: int) -> None:
+    body = {"data": {**EVENT, "payload": {"data": nested(levels)}}}
+    raw = orjson.dumps(body) if levels < 250 else _deep_json(levels).encode()
+
+    with pytest.raises(MessageRejected) as caught:
+        read(raw, max_body_bytes=1 << 20)
+
+    assert caught.value.reason == "objects and arrays must not nest more than 64 levels deep"
+
+
+def test_a_message_nesting_exactly_to_the_limit_is_read() -> None:
+    # The envelope, the event and the payload are three levels; the payload's data 61 more.
+    body = {"data": {**EVENT, "payload": {"data": nested(61)}}}
+
+    assert read(body, max_body_bytes=1 << 20).event.payload == {"data": nested(61)}
+
+
+def _deep_json(levels: int) -> str:
+    """An event whose payload nests `levels` arrays (beyond what orjson can write)."""
+    inner = "[" * levels + "]" * levels
+    return '{"type": "event", "triggered_by": "order.paid", "payload": {"data": ' + inner + "}}"

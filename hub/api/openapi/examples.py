@@ -100,6 +100,15 @@ BODY_EXAMPLES: dict[str, dict[str, Any]] = {
                 },
             }
         },
+        "new host, secret given again": {
+            "data": {
+                "type": "integration",
+                "configuration": {
+                    "url": "https://hooks.example.net/orders",
+                    "secret_key": "n3w-s3cr3t-value",
+                },
+            }
+        },
     },
     "ReplayCreateRequest": {
         "failed since a date": {
@@ -154,5 +163,6 @@ INFO = (
     "`Authorization`, `Content-Type`, `Idempotency-Key`, `X-Hub-Store` and `X-MOLTIN-*` "
     "headers. The console gets no CORS.\n\n"
     '**Errors:** `{"errors": [{"status", "title", "detail", "source"?}]}` (ErrorsOut); '
-    "responses carry `X-Request-Id`."
+    "responses carry `X-Request-Id`: the request's own when it is 1 to 128 characters of "
+    "`[A-Za-z0-9._:-]`, else a new one (the request's is then neither echoed nor logged)."
 )

@@ -50,7 +50,7 @@ _AUTH, _INT, _JOBS, _EVENTS, _PUSH, _OPS = (
     "Operations",
 )
 TAGS = (_AUTH, _INT, _JOBS, _EVENTS, _PUSH, _OPS)
-_BODY = (400, 413, 415, 422)
+_BODY = (400, 408, 413, 415, 422)
 _ONE = "the integration"
 _LIST = (
     "\n\nFilter with Elastic Path's `filter=op(field,value):…` (see the parameter) and "
@@ -121,7 +121,9 @@ OPERATIONS: tuple[Op, ...] = (
         "evaluated when an event is published: an event they do not hold for creates no job."
         "\n\n**(beyond EP)** `ordering_key` orders delivery per value of a payload path: one "
         "job of a value at a time, in publish order, other values concurrently (see the "
-        "attribute).",
+        "attribute)."
+        "\n\n**Quota:** a store has at most `HUB_MAX_INTEGRATIONS_PER_STORE` (default 1000) "
+        "integrations, deleted ones aside; one more is a 422 titled `Quota Exceeded`.",
         Permission.WRITE,
         {201: ("IntegrationResponse", "Created.")},
         body="IntegrationCreateRequest",
@@ -184,7 +186,14 @@ OPERATIONS: tuple[Op, ...] = (
         "`held` jobs pending again (due at once); switching `enabled` either way restarts the "
         "breaker's clock (`failing_since`). `max_in_flight` and `rate_limit`: `null` removes the "
         "limit. "
-        "**(beyond EP)** `conditions` replaces the stored ones; `null` removes them.",
+        "**(beyond EP)** `conditions` replaces the stored ones; `null` removes them.\n\n"
+        "**Decision (retargeting):** stored credentials never follow a target to a new host. "
+        "When the update makes the configuration name an endpoint (scheme, host and port of "
+        "the webhook or SQS `url`, of a STOMP address) that the stored one did not, each stored "
+        "secret (`secret_key`; `aws_access_key_id` and `aws_secret_access_key`; `password`) "
+        "must be given again in the same request, or removed with `null`: otherwise a 422 "
+        "names each one. A new path or queue on the same endpoint, or STOMP addresses "
+        "reordered or removed, keep them.",
         Permission.WRITE,
         {200: ("IntegrationResponse", "The updated integration.")},
         params=("IntegrationId",),
@@ -412,10 +421,21 @@ OPERATIONS: tuple[Op, ...] = (
         "a wildcard.\n\n**Decision:** 202 if at least one event was new, 200 if all were "
         "repeats.\n\n**Idempotency:** an event's client id is its `id` or, for a single event, "
         "the `Idempotency-Key` header (in a batch, the header plus `:<index>` for events without "
-        "an `id`). Publishing a client id the store has seen returns the stored event and creates "
-        "nothing; of concurrent duplicates exactly one wins. A single event whose `id` differs "
-        "from the header, or a batch naming a client id twice, is a 422.\n\nLimits: 1 MiB per "
-        "payload (`HUB_MAX_EVENT_BYTES`), 10 MiB per request (`HUB_MAX_BODY_BYTES`); 413 beyond.",
+        "an `id`). Publishing a client id the store has seen with the same event returns the "
+        "stored event and creates nothing; of concurrent duplicates exactly one wins. A single "
+        "event whose `id` differs from the header, or a batch naming a client id twice, is a "
+        "422.\n\n**Decision (a client id reused for another event):** a 409, as the IETF "
+        "idempotency-key draft and Stripe refuse a key reused with other parameters (the draft "
+        "suggests 422; the hub keeps 422 for bodies that are invalid in themselves). The same "
+        "event is judged on its canonical form, `triggered_by` and `payload` with object keys "
+        "sorted, not on the request's bytes: key order and spacing do not matter. `source` is "
+        "`Idempotency-Key`, `data.id` or, in a batch, `data[<index>].id` / `data[<index>]`; a "
+        "batch is judged event by event and refused whole (nothing of it is stored). Events "
+        "stored before the hub kept digests repeat as before.\n\nLimits: 1 MiB per "
+        "payload (`HUB_MAX_EVENT_BYTES`), 10 MiB per request (`HUB_MAX_BODY_BYTES`); 413 beyond. "
+        "**Decision:** a request whose events would create more than `HUB_MAX_JOBS_PER_PUBLISH` "
+        "(default 10000) jobs together is a 413 too, before anything is stored (not a 429: "
+        "waiting would not help, sending fewer events per request does).",
         Permission.PUBLISH,
         {
             202: ("PublishResponse", "At least one event was new; its jobs are queued."),
@@ -423,7 +443,7 @@ OPERATIONS: tuple[Op, ...] = (
         },
         params=("IdempotencyKey",),
         body="PublishRequest",
-        errors=_BODY,
+        errors=(*_BODY, 409),
     ),
     Op(
         "get",
@@ -511,9 +531,13 @@ OPERATIONS: tuple[Op, ...] = (
         "metrics",
         _OPS,
         "Prometheus metrics",
-        "The Prometheus text exposition format.",
+        "The Prometheus text exposition format.\n\n**Decision:** open unless "
+        "`HUB_METRICS_TOKEN` is set; then it needs `Authorization: Bearer <HUB_METRICS_TOKEN>` "
+        "(compared in constant time), and anything else is a 401. Without the token, expose it "
+        "only where the network is trusted.",
         None,
         {200: ({"type": "string"}, "Metrics.")},
+        errors=(401,),
         media="text/plain",
     ),
     Op(

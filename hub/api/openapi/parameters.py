@@ -16,6 +16,7 @@ from hub.errors import (
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
+    RequestTimeout,
     StorageUnavailable,
     TooManyRequests,
     Unauthenticated,
@@ -155,14 +156,16 @@ PARAMETERS: dict[str, Any] = {
         "filter[created_at][gte]",
         {"type": "string", "format": "date-time"},
         "**(beyond EP)** Only those created at or after this RFC 3339 time (with `Z` or an "
-        "offset; without one, or unparsable: 400). The same as `filter=ge(created_at,…)`.",
+        "offset; without one, unparsable, or outside 0001-01-01T00:00:00Z to "
+        "9999-12-31T23:59:59.999999Z once in UTC, such as `0001-01-01T00:00:00+14:00`: 400). "
+        "The same as `filter=ge(created_at,…)`.",
     ),
     "FilterCreatedLte": _param(
         "query",
         "filter[created_at][lte]",
         {"type": "string", "format": "date-time"},
-        "**(beyond EP)** Only those created at or before this RFC 3339 time; "
-        "`filter=le(created_at,…)`.",
+        "**(beyond EP)** Only those created at or before this RFC 3339 time (the same "
+        "rules); `filter=le(created_at,…)`.",
     ),
     "FilterIntegrations": _ep_filter(
         filters.INTEGRATIONS, "eq(enabled,true):eq(integration_type,webhook)"
@@ -186,7 +189,7 @@ PARAMETERS: dict[str, Any] = {
         {"type": "string", "minLength": 1, "maxLength": 255},
         "The client id of a single event without `data.id` (with one, the two must be equal, "
         "else 422); in a batch, events without an `id` get `<Idempotency-Key>:<index>`. "
-        "Longer than 255 characters: 400.",
+        "Longer than 255 characters: 400. Reused with another event: 409.",
     ),
     "XHubStore": _param(
         "header",
@@ -227,14 +230,22 @@ ERRORS: dict[int, tuple[str, str, ApiError]] = {
         "unknown `X-Hub-Store`.",
         api_error(NotFound()),
     ),
+    408: (
+        "RequestTimeout",
+        "The body did not arrive within `HUB_BODY_TIMEOUT` seconds of the headers; the "
+        "connection is closed.",
+        RequestTimeout(30),
+    ),
     409: (
         "Conflict",
-        "The resource's state forbids the change.",
+        "The resource's state forbids the change, or a client id (`Idempotency-Key`, `id`) "
+        "was already used for another event.",
         api_error(Conflict("Only a failed or cancelled job can be retried; this one is pending")),
     ),
     413: (
         "PayloadTooLarge",
-        "The body is over `HUB_MAX_BODY_BYTES` or an event payload over `HUB_MAX_EVENT_BYTES`.",
+        "The body is over `HUB_MAX_BODY_BYTES`, an event payload over `HUB_MAX_EVENT_BYTES`, or "
+        "a publish would create more jobs than `HUB_MAX_JOBS_PER_PUBLISH`.",
         api_error(
             PayloadTooLarge(
                 "the event payload is 1048577 bytes; the limit is 1048576", source="data.payload"
@@ -248,7 +259,9 @@ ERRORS: dict[int, tuple[str, str, ApiError]] = {
     ),
     422: (
         "ValidationError",
-        "Validation failed: one error object per problem, `source` naming the field.",
+        "Validation failed: one error object per problem, `source` naming the field. Also a "
+        "body whose objects and arrays nest more than 64 levels deep, or that holds a NUL "
+        "character (`\\u0000`).",
         api_error(
             ValidationFailed(
                 [
