@@ -188,7 +188,7 @@ async def _keys(args: argparse.Namespace, url: str) -> int:
 
 
 async def _status(settings: Settings, url: str, *, as_json: bool) -> int:
-    from hub.api.schemas import deployment_status_out
+    from hub.api.status import deployment_status_out
     from hub.services.processes import status
 
     engine = create_engine(url, pool_size=1)

@@ -22,17 +22,16 @@ from hub.api.http import (
 from hub.api.ops import STATUS_CACHE
 from hub.api.schemas import (
     SecretOut,
-    deployment_status_out,
     event_out,
     integration_out,
     job_out,
     log_out,
     published_event,
     replay_out,
-    status_out,
     timestamp,
     vapid_key_out,
 )
+from hub.api.status import deployment_status_out, status_out
 from hub.appkeys import CATALOGUE, ENGINE, SETTINGS
 from hub.auth import Permission
 from hub.errors import BadRequest, NotFound, ValidationFailed

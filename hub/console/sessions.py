@@ -202,7 +202,11 @@ async def checked_form(request: web.Request, session: Session) -> dict[str, str]
             "Form expired",
             "The form's security token is missing or stale. Reload the page and try again.",
         )
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    if any("\x00" in value for value in fields.values()):
+        # PostgreSQL cannot store a NUL character: refused here, never a 500 further down.
+        raise Refused(400, "Bad input", "A field must not contain the NUL character.")
+    return fields
 
 
 def flash(session: Session, kind: str, message: str) -> None:

@@ -49,7 +49,7 @@ from hub.services import events as event_service
 from hub.services import integrations as integration_service
 from hub.services import jobs as job_service
 from hub.services import replay as replay_service
-from hub.services.inputs import IntegrationUpdate, ReplayCreate
+from hub.services.inputs import IntegrationUpdate, ReplayCreate, in_utc
 from hub.services.integrations import masked_configuration
 from hub.store import events, integrations
 from hub.store import jobs as job_store
@@ -85,6 +85,9 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
     if found is not None:
         request[CURRENT] = found
     try:
+        if any("\x00" in value for value in request.query.values()):
+            # PostgreSQL cannot hold a NUL character, nor compare one.
+            raise Refused(400, "Bad filter", "A filter must not contain the NUL character.")
         response = await handler(request)
     except Refused as exc:
         response = _error_page(request, exc.status, exc.title, exc.detail)
@@ -149,7 +152,10 @@ def _when(raw: str | None, name: str) -> datetime | None:
         raise Refused(
             400, "Bad filter", f"{name} must be a date and time such as 2026-11-22T10:00"
         ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    try:
+        return in_utc(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
+    except ValueError as exc:
+        raise Refused(400, "Bad filter", f"{name} {exc}") from None
 
 
 def _stream_row(row: queries.StreamRow) -> dict[str, Any]:
@@ -474,7 +480,8 @@ def _cursor(raw: str | None) -> tuple[datetime, UUID] | None:
         return None
     at, _, last_id = raw.partition("|")
     try:
-        return datetime.fromisoformat(at), UUID(last_id)
+        when = datetime.fromisoformat(at)
+        return in_utc(when if when.tzinfo is not None else when.replace(tzinfo=UTC)), UUID(last_id)
     except ValueError:
         return None
 
@@ -491,6 +498,10 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
         after = (newest[0].created_at, newest[0].id) if newest else (datetime.now(UTC), UUID(int=0))
     async with sse_response(request) as stream:
         while stream.is_connected():
+            # The stream lives no longer than its session: signing out, its expiry or the
+            # key's revocation (on any process) ends it at the next look.
+            if await sessions.find(request) is None:
+                break
             async with engine.connect() as conn:
                 rows = await queries.stream_rows(conn, session.store_id, after=after, limit=100)
             for row in rows:

@@ -128,7 +128,7 @@ async def test_a_restart_resumes_the_retries_a_stopped_worker_scheduled(
             )
             worker.terminate()
             stopping = time.monotonic()
-            code = await procs.wait_exit(worker, 5)
+            code = await procs.wait_exit(worker, 20)
             stop_took = time.monotonic() - stopping
             assert code == 0, procs.output()
             assert await first_attempts_failed(), "stopping made or lost no attempt"

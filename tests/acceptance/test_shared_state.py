@@ -9,7 +9,7 @@ import asyncio
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -19,11 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.store.engine import create_engine
 from hub.store.models import api_keys, console_sessions
-from tests.support.processes import HUB, Processes, api_on, free_port
+from tests.support.processes import HUB, Processes, api_on, free_port, one_fleet_at_a_time
 from tests.support.waiting import eventually
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 FLEET = {"HUB_HEARTBEAT_INTERVAL": "0.5", "HUB_HEARTBEAT_STALE_AFTER": "2"}
+pytestmark = pytest.mark.timeout(480)
+
+
+@pytest.fixture(autouse=True)
+def _one_fleet_at_a_time() -> Iterator[None]:
+    with one_fleet_at_a_time():
+        yield
 
 
 @pytest.fixture

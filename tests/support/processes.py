@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,23 @@ from tests.conftest import (
 )
 
 HUB = Path(sys.executable).with_name("hub")
+
+
+FLEET_LOCK = Path(tempfile.gettempdir()) / "hub-tests-fleet.lock"
+
+
+@contextlib.contextmanager
+def one_fleet_at_a_time() -> Iterator[None]:
+    """Hold the machine-wide lock of the tests that run fleets of hub processes (several API and
+    worker processes, thousands of events): two such fleets at once on 2 cores starve each other
+    past their waits. xdist's `--dist loadgroup` would say this, but does not group under pytest
+    9 (it renames node ids through an attribute pytest no longer reads), hence a file lock."""
+    with FLEET_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --- setting data up through the API -------------------------------------------------------------
@@ -142,14 +161,14 @@ class Processes:
         await self.wait_ready(self.start_api(port), port)
         return f"http://127.0.0.1:{port}"
 
-    async def start_serve(self, port: int, *, timeout: float = 30) -> subprocess.Popen[bytes]:
+    async def start_serve(self, port: int, *, timeout: float = 60) -> subprocess.Popen[bytes]:
         """`hub serve` (API and dispatcher) on `port` of 127.0.0.1, once `/readyz` says so."""
         process = self._spawn("serve", "serve", "--host", "127.0.0.1", "--port", str(port))
         await self.wait_ready(process, port, timeout)
         return process
 
     async def wait_ready(
-        self, process: subprocess.Popen[bytes], port: int, timeout: float = 30
+        self, process: subprocess.Popen[bytes], port: int, timeout: float = 60
     ) -> None:
         """Until the API process on `port` answers `/readyz`."""
         deadline = time.monotonic() + timeout

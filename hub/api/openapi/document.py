@@ -22,6 +22,7 @@ from pydantic_core import core_schema
 from deliverers.config import CONFIG_MODELS
 from hub import __version__
 from hub.api import schemas as s
+from hub.api import status as st
 from hub.api.openapi.docs_page import render_docs
 from hub.api.openapi.examples import BODY_EXAMPLES, INFO
 from hub.api.openapi.operations import OPERATIONS, TAGS, Op, Schema
@@ -66,12 +67,12 @@ _RESOURCES: tuple[type[BaseModel], ...] = (
     s.JobOut,
     s.LogOut,
     s.EventOut,
-    s.IntegrationStatusOut,
+    st.IntegrationStatusOut,
     s.ReplayOut,
     s.SecretOut,
     s.VapidKeyOut,
     s.DeletedOut,
-    s.DeploymentStatusOut,
+    st.DeploymentStatusOut,
 )
 _OTHERS: tuple[type[BaseModel], ...] = (
     s.ListLinks,
