@@ -83,7 +83,8 @@ async def publish(conn: AsyncConnection, own: Sequence[OperationalEvent]) -> int
     for event in own:
         by_store.setdefault(event.store_id, []).append(event)
     requests = [event_service.prepare_own(store_id, of) for store_id, of in by_store.items()]
-    created = 0
+    created: dict[str, int] = {}
+    jobs = 0
     for outcome in await event_service.write(conn, requests):
         if isinstance(outcome, DomainError):
             # Only a client id's conflict can refuse it: the same change reported differently.
@@ -91,14 +92,13 @@ async def publish(conn: AsyncConnection, own: Sequence[OperationalEvent]) -> int
             continue
         for published in outcome:
             if published.created:
-                created += 1
-                log.info(
-                    "operational_event_published",
-                    event_id=str(published.event.id),
-                    triggered_by=published.event.triggered_by,
-                    jobs=published.jobs_total,
-                )
-    return created
+                key = published.event.triggered_by
+                created[key] = created.get(key, 0) + 1
+                jobs += published.jobs_total
+    if created:
+        # One line per transaction, not per event: a burst of failures stays readable.
+        log.info("operational_events_published", jobs=jobs, **created)
+    return sum(created.values())
 
 
 async def record_attempts(
