@@ -10,19 +10,29 @@ Three kinds of key are known:
 * **custom keys**: ``<name>.created``, ``<name>.updated`` or ``<name>.deleted`` for any valid
   name, as EP emits for Custom API entries (keyed by the entry's ``api_type``). Any valid name is
   accepted, so ``cart.created`` passes as a custom key although EP never emits it;
-* the hub's own ``integration.test``, published to try an integration out.
+* the hub's own ``integration.test``, published to try an integration out;
+* the hub's **operational events** (`OPERATIONAL_KEYS`): ``integration.disabled``,
+  ``integration.enabled`` and ``job.failed``, which the hub publishes into a store itself when
+  one of its integrations is switched off or on, or a job gives up (`hub.operational` builds
+  them, with the rule that keeps them from looping).
 
 What each place accepts:
 
-* ``observes``: catalogue keys, custom keys, and (beyond EP) the wildcards ``*`` and
-  ``<resource>.*`` for any valid resource name, in the catalogue or not (``wishlist_ext.*``
-  observes a Custom API);
+* ``observes``: catalogue keys, custom keys, operational keys, and (beyond EP) the wildcards
+  ``*`` and ``<resource>.*`` for any valid resource name, in the catalogue or not
+  (``wishlist_ext.*`` observes a Custom API);
 * ``triggered_by`` (``POST /v2/events``): catalogue keys, custom keys and ``integration.test``;
-  never a wildcard, since an event is one concrete thing that happened.
+  never a wildcard, since an event is one concrete thing that happened, and never an
+  operational key, which only the hub publishes (a client could otherwise page an operator
+  with a fake ``integration.disabled``).
 
 Matching: an integration receives an event keyed ``k = r.a`` exactly when its ``observes``
-contains one of ``match_candidates(k) == (k, "r.*", "*")``. The store runs the same rule as an
-array-overlap query (``observes && candidates``), so the two must never drift apart.
+contains one of ``match_candidates(k) == (k, "r.*", "*")``; for an operational key only
+``(k, "r.*")``: the hub's own events are opted into by name (``job.failed``) or resource
+(``integration.*``, ``job.*``), and ``*`` keeps meaning every event the store's services
+publish, so a catch-all integration does not start receiving the hub's reports unasked. The
+store runs the same rule as an array-overlap query (``observes && candidates``), so the two
+must never drift apart.
 """
 
 from __future__ import annotations
@@ -39,6 +49,11 @@ from hub.errors import ConfigurationError
 MAX_KEY_LENGTH = 128
 WILDCARD = "*"
 TEST_KEY = "integration.test"
+INTEGRATION_DISABLED = "integration.disabled"
+INTEGRATION_ENABLED = "integration.enabled"
+JOB_FAILED = "job.failed"
+OPERATIONAL_KEYS = frozenset({INTEGRATION_DISABLED, INTEGRATION_ENABLED, JOB_FAILED})
+"""The keys of the events the hub publishes itself (`hub.operational`); no client may."""
 CUSTOM_ACTIONS = frozenset({"created", "updated", "deleted"})
 
 DEFAULT_CATALOGUE_PATH = Path(__file__).resolve().parents[1] / "config" / "events.json"
@@ -91,13 +106,24 @@ def _not_observable(key: str) -> str:
     )
 
 
+def is_operational(key: str) -> bool:
+    """Whether `key` is one of the hub's own operational events (`OPERATIONAL_KEYS`)."""
+    return key in OPERATIONAL_KEYS
+
+
+def observable_keys(catalogue: EventCatalogue) -> list[str]:
+    """Every concrete key an integration may observe by name, sorted: the catalogue's and the
+    operational ones (custom keys are open-ended, so not listed)."""
+    return sorted(catalogue.keys | OPERATIONAL_KEYS)
+
+
 def validate_observed(key: str, catalogue: EventCatalogue) -> str | None:
     """Check one entry of an integration's `observes`: None if acceptable, else the reason.
 
-    Accepted: a catalogue key, a custom ``<name>.created|updated|deleted`` key, ``*``, and
-    ``<resource>.*`` for any valid resource name.
+    Accepted: a catalogue key, a custom ``<name>.created|updated|deleted`` key, an operational
+    key, ``*``, and ``<resource>.*`` for any valid resource name.
     """
-    if key == WILDCARD or key in catalogue or is_custom_key(key):
+    if key == WILDCARD or key in catalogue or is_custom_key(key) or is_operational(key):
         return None
     resource, dot, action = key.rpartition(".")
     if dot and action == WILDCARD:
@@ -113,8 +139,14 @@ def validate_published(key: str, catalogue: EventCatalogue) -> str | None:
     """Check an event's `triggered_by` for ``POST /v2/events``: None if acceptable, else the reason.
 
     Accepted: a catalogue key, a custom ``<name>.created|updated|deleted`` key, and
-    ``integration.test``. An event is one concrete thing that happened, so wildcards are refused.
+    ``integration.test``. An event is one concrete thing that happened, so wildcards are refused;
+    operational keys are the hub's own.
     """
+    if is_operational(key):
+        return (
+            f"{_show(key)} is an operational event: only the hub publishes it (when an "
+            "integration is disabled or enabled, or a job fails for good); observe it instead"
+        )
     if key == TEST_KEY or key in catalogue or is_custom_key(key):
         return None
     if WILDCARD in key:
@@ -128,7 +160,9 @@ def validate_published(key: str, catalogue: EventCatalogue) -> str | None:
 
 
 def match_candidates(key: str) -> tuple[str, ...]:
-    """The `observes` entries that select an event keyed `key`: ``(key, "<resource>.*", "*")``.
+    """The `observes` entries that select an event keyed `key`: ``(key, "<resource>.*", "*")``,
+    and for an operational key ``(key, "<resource>.*")`` (``*`` does not select the hub's own
+    events: module docstring).
 
     Exactly this set; the store queries ``observes && candidates``. Raises `ValueError` for
     anything but a concrete key (a wildcard is not an event).
@@ -136,6 +170,8 @@ def match_candidates(key: str) -> tuple[str, ...]:
     if not is_valid_key(key):
         raise ValueError(f"{_show(key)} is not a concrete event key: {_SYNTAX}")
     resource = key.partition(".")[0]
+    if is_operational(key):
+        return (key, f"{resource}.{WILDCARD}")
     return (key, f"{resource}.{WILDCARD}", WILDCARD)
 
 

@@ -138,6 +138,8 @@ async def update_integration(request: web.Request) -> web.Response:
             integration_id,
             data,
             guard=_guard(request),
+            key_id=principal.key_id,
+            via="the API",
         )
     return model_response(integration_out(_base(request), record))
 

@@ -59,6 +59,7 @@ from hub.dispatch.limits import RateLimits, retry_slots
 from hub.dispatch.targets import Targets
 from hub.errors import SecretsUnreadable, TargetUnavailable, UnknownIntegrationType
 from hub.retry import Fail, Retry, Succeed, decide
+from hub.services import operational
 from hub.services.processes import Heartbeat, new_process_id
 from hub.settings import Settings
 from hub.store import attempts, claiming, enqueue, retention, vapid
@@ -413,13 +414,14 @@ class Worker:
         )
         next_at: datetime | None = None
         disable: str | None = None
+        failure: str | None = None
         match decision:
             case Succeed():
                 status = "succeeded"
             case Retry(delay=delay):
                 status, next_at = "pending", datetime.now(UTC) + delay
             case Fail(reason=reason, disable_integration=disable_it):
-                status = "failed"
+                status, failure = "failed", reason
                 if disable_it:
                     disable = f"Disabled after {reason} to job {job.id}"
                 log.warning("job_failed", job_id=str(job.id), attempt=job.attempt, reason=reason)
@@ -436,6 +438,7 @@ class Worker:
             status=status,
             next_attempt_at=next_at,
             disable_reason=disable,
+            failure=failure,
             ordering_value=job.ordering_value,
         )
 
@@ -450,17 +453,33 @@ class Worker:
             for _ in batch:
                 self._records.task_done()
 
+    async def _record_batch(self, batch: list[attempts.AttemptRecord]) -> attempts.Recorded:
+        """Record a batch: a batch of successes in one statement in autocommit; one that may
+        change what the hub reports (a job failing for good, an integration switched off) in a
+        transaction that also publishes the operational events it causes."""
+        breaker_after = self.settings.breaker_after
+        if operational.may_publish(batch, breaker_on=bool(breaker_after)):
+            async with self.engine.begin() as conn:
+                recorded, _ = await operational.record_attempts(
+                    conn, self.owner, batch, breaker_after=breaker_after
+                )
+                if recorded.proceeded:
+                    await enqueue.notify(conn)  # at the commit, with the rest
+            return recorded
+        async with driver(self.engine) as db:  # a transaction when it needs one
+            recorded = await attempts.record_attempts(
+                db, self.owner, batch, breaker_after=breaker_after
+            )
+            if recorded.proceeded:
+                await self._wake_others(db)
+        return recorded
+
     async def _write(self, batch: list[attempts.AttemptRecord]) -> None:
         """Write a batch, retrying while the database is away; leases cover the gap."""
         delay = 0.1
         while True:
             try:
-                async with driver(self.engine) as db:  # a transaction when it needs one
-                    recorded = await attempts.record_attempts(
-                        db, self.owner, batch, breaker_after=self.settings.breaker_after
-                    )
-                    if recorded.proceeded:
-                        await self._wake_others(db)
+                recorded = await self._record_batch(batch)
                 self.attempts_recorded += len(batch)
                 if self._blocked or recorded.proceeded:
                     # Recorded jobs no longer count against their integration's max_in_flight,

@@ -15,6 +15,11 @@ keys sorted), not on the request's bytes, so key order and spacing do not matter
 stored before digests were kept has none and repeats as before. A batch is judged event by
 event and refused whole: one that names client ids is written in a transaction (the caller's,
 or its own), so a conflict leaves nothing of it behind.
+
+The hub's own operational events (`hub.operational`) take the same path (`prepare_own`, then
+`write`): fan-out, conditions, ordering and idempotency as for any event. Clients may neither
+publish their keys nor use client ids of the hub's prefix (`hub.operational.RESERVED_PREFIX`),
+which would let them forge, or squat on and so silence, one of the hub's reports.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from hub.errors import (
 )
 from hub.events import TEST_KEY, EventCatalogue, match_candidates, matches, validate_published
 from hub.ids import uuid7
+from hub.operational import RESERVED_PREFIX, OperationalEvent
 from hub.services.inputs import EventIn
 from hub.store import enqueue, events, integrations, jobs
 from hub.store.engine import driver_of
@@ -56,10 +62,25 @@ def _field(batch: bool, index: int, name: str) -> str:
     return f"data[{index}].{name}" if batch else f"data.{name}"
 
 
+def _reserved(what: str) -> str:
+    return (
+        f"{what} starts with {RESERVED_PREFIX!r}, which is reserved for the client ids of the "
+        "events the hub publishes itself: choose another"
+    )
+
+
 def _client_ids(
-    items: Sequence[EventIn], batch: bool, idempotency_key: str | None
+    items: Sequence[EventIn],
+    batch: bool,
+    idempotency_key: str | None,
+    key_name: str = "Idempotency-Key",
 ) -> list[str | None]:
     found: list[tuple[str, str | None]] = []
+    if idempotency_key is not None and idempotency_key.startswith(RESERVED_PREFIX):
+        found.append((_reserved(f"the {key_name}"), key_name))
+    for index, item in enumerate(items):
+        if item.id is not None and item.id.startswith(RESERVED_PREFIX):
+            found.append((_reserved(f"the id {item.id!r}"), _field(batch, index, "id")))
     ids: list[str | None] = []
     for index, item in enumerate(items):
         if not batch and idempotency_key and item.id and item.id != idempotency_key:
@@ -179,7 +200,7 @@ def prepare(
     `message_id`). Raises `ValidationFailed` or `PayloadTooLarge`.
     """
     texts = _check(items, batch, catalogue, max_event_bytes)
-    client_ids = _client_ids(items, batch, idempotency_key)
+    client_ids = _client_ids(items, batch, idempotency_key, key_name)
     return Prepared(
         store_id,
         [
@@ -200,6 +221,35 @@ def prepare(
         batch,
         (idempotency_key, key_name),
         max_jobs,
+    )
+
+
+def prepare_own(store_id: UUID, own: Sequence[OperationalEvent]) -> Prepared:
+    """A request of the hub's own events (`hub.operational`) into one store, for `write`:
+    checked by the hub that makes them, not by the rules of what clients may publish; each
+    carries its client id, so a second write of one is a repeat that creates nothing."""
+    items = [
+        EventIn(type="event", triggered_by=e.triggered_by, payload=e.payload, id=e.client_id)
+        for e in own
+    ]
+    return Prepared(
+        store_id,
+        [
+            enqueue.NewEvent(
+                id=uuid7(),
+                store_id=store_id,
+                client_id=e.client_id,
+                triggered_by=e.triggered_by,
+                payload=e.payload,
+                payload_json=orjson.dumps(e.payload).decode(),
+                digest=request_digest(e.triggered_by, e.payload),
+            )
+            for e in own
+        ],
+        items,
+        batch=True,
+        key=(None, "Idempotency-Key"),
+        max_jobs=0,
     )
 
 

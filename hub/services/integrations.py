@@ -23,7 +23,7 @@ from deliverers.config import (
 from hub import conditions, ordering
 from hub.errors import NotFound, QuotaExceeded, ValidationFailed
 from hub.events import EventCatalogue, validate_observed
-from hub.services import push
+from hub.services import operational, push
 from hub.services.inputs import IntegrationCreate, IntegrationUpdate
 from hub.services.validation import problems
 from hub.ssrf import SsrfGuard
@@ -221,9 +221,18 @@ async def update(
     data: IntegrationUpdate,
     *,
     guard: SsrfGuard = STRICT,
+    key_id: UUID | None = None,
+    via: str | None = None,
 ) -> IntegrationRecord:
-    # Disabling cancels waiting jobs: no ordered job may be appended or let go meanwhile.
-    await ordered.lock_queues(await driver_of(conn), [integration_id])
+    """Change the given attributes. Switching it off or on publishes ``integration.disabled``
+    or ``integration.enabled`` (`hub.services.operational`) in the caller's transaction, naming
+    the operator's key (`key_id`) and the edge it came through (`via`: "the API", …)."""
+    # Disabling cancels waiting jobs: no ordered job may be appended or let go meanwhile; nor
+    # may any to the ordered integrations that observe the switch's own event.
+    locked = {integration_id}
+    if "enabled" in data.model_fields_set:
+        locked |= await operational.observers_to_lock(conn, [store_id], operational.AFTER_SWITCHING)
+    await ordered.lock_queues(await driver_of(conn), locked)
     current = await integrations.get_integration(conn, store_id, integration_id, for_update=True)
     if current is None:
         raise NotFound()
@@ -281,8 +290,12 @@ async def update(
         await integrations.cancel_pending(
             conn, integration_id, reason="the integration was disabled"
         )
+        await operational.switched_by_operator(conn, record, key_id=key_id, via=via)
     if not current.enabled and record.enabled:
-        await integrations.resume_held(conn, integration_id)  # held by the circuit breaker
+        resumed = await integrations.resume_held(conn, integration_id)  # held by the breaker
+        await operational.switched_by_operator(
+            conn, record, key_id=key_id, via=via, resumed_jobs=resumed
+        )
     return record
 
 

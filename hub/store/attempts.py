@@ -6,7 +6,7 @@ go when an ordered one ends (`hub.store.ordered`). Job life, the breaker and ord
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -16,6 +16,7 @@ import asyncpg
 from hub.ids import uuid7
 from hub.store import breaker, ordered
 from hub.store.integrations import cancel_pending_sql
+from hub.store.records import FailedJobRecord, SwitchedOff
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,8 @@ class AttemptRecord:
     next_attempt_at: datetime | None
     disable_reason: str | None = None
     """Set when the outcome disables the integration (410 Gone)."""
+    failure: str | None = None
+    """When the job fails: the retry policy's reason (for its `job.failed` event)."""
     ordering_value: str | None = None
     """The job's key value, when its integration orders deliveries (`hub.store.ordered`)."""
 
@@ -51,10 +54,16 @@ class Recorded:
 
     moved: set[UUID]
     """The jobs moved on (the others' leases were lost meanwhile)."""
-    tripped: dict[UUID, str]
-    """Integrations the circuit breaker switched off, with their `disabled_reason`."""
+    switched_off: tuple[SwitchedOff, ...] = ()
+    """Integrations this batch switched off (a 410, or the circuit breaker), each of which was
+    enabled until this transaction."""
     proceeded: int = 0
     """Jobs let go because the ordered job before them in their key ended."""
+
+    @property
+    def tripped(self) -> dict[UUID, str]:
+        """Integrations the circuit breaker switched off, with their `disabled_reason`."""
+        return {s.id: s.reason for s in self.switched_off if s.by_breaker}
 
 
 async def record_attempts(
@@ -63,6 +72,7 @@ async def record_attempts(
     records: Sequence[AttemptRecord],
     *,
     breaker_after: timedelta | None = None,
+    observers: Collection[UUID] = (),
 ) -> Recorded:
     """Write one log per attempt and move each job on, atomically.
 
@@ -81,16 +91,21 @@ async def record_attempts(
     locks of all its integrations (`ordered.lock_queues`: before any row lock, so that it never
     waits in a circle with a publish); after the record the next job of each ended job's key is
     let go, in the same transaction. Batches of unordered jobs never take these locks.
+
+    `observers`: ordered integrations that the caller may queue jobs for later in its
+    transaction (the operational events this batch causes, `hub.services.operational`); their
+    queue locks are taken with the batch's, first, for the same reason. Given any, the caller
+    must have begun a transaction.
     """
     if not records:
-        return Recorded(set(), {})
+        return Recorded(set())
     clock = breaker.Clock.of(records)
     disabling = [(r.integration_id, r.disable_reason) for r in records if r.disable_reason]
     ending = [r for r in records if r.ends_key_turn]
-    if disabling or ending or (breaker_after and clock.failing):
+    if disabling or ending or observers or (breaker_after and clock.failing):
         async with db.transaction():  # a savepoint inside the caller's transaction
-            if disabling or ending:
-                await ordered.lock_queues(db, {r.integration_id for r in records})
+            if disabling or ending or observers:
+                await ordered.lock_queues(db, {r.integration_id for r in records} | {*observers})
             recorded = await _record(db, owner, records, clock, disabling, breaker_after)
             if not ending:
                 return recorded
@@ -102,7 +117,7 @@ async def record_attempts(
                     if r.ordering_value is not None and r.job_id in recorded.moved
                 ),
             )
-            return Recorded(recorded.moved, recorded.tripped, proceeded)
+            return Recorded(recorded.moved, recorded.switched_off, proceeded)
     return await _record(db, owner, records, clock, disabling, breaker_after)
 
 
@@ -136,14 +151,16 @@ async def _record(
     )
     moved = {row[0] for row in rows if not row[1]}
     overdue = [row[0] for row in rows if row[1]]
+    switched_off: list[SwitchedOff] = []
     for integration_id, reason in disabling:
-        await disable_integration(
+        gone = await disable_integration(
             db, integration_id, reason, failing=integration_id in clock.failing
         )
-    tripped: dict[UUID, str] = {}
+        if gone is not None and gone.id not in {s.id for s in switched_off}:
+            switched_off.append(gone)
     if overdue and breaker_after:
-        tripped = await breaker.trip(db, overdue, breaker_after)
-    return Recorded(moved, tripped)
+        switched_off += await breaker.trip(db, overdue, breaker_after)
+    return Recorded(moved, tuple(switched_off))
 
 
 #: The logs, the jobs and the breaker's clock (`breaker.Clock`) of a batch of attempts in one
@@ -201,16 +218,30 @@ _RECORD = """
 
 async def disable_integration(
     db: asyncpg.Connection, integration_id: UUID, reason: str, *, failing: bool
-) -> None:
+) -> SwitchedOff | None:
     """Switch an integration off with a visible reason (a 410) and cancel its pending jobs.
 
+    Only an enabled integration is switched off (and returned): one already off keeps the
+    reason it was switched off for, so two 410s recorded at once by two workers switch it off
+    once (the second waits for the first's row lock, then finds it off).
     `failing`: the recorded batch's last word for it was a failure, so the breaker's clock runs
     from now (as if it had been moved after the switch-off); otherwise it is stopped.
     """
-    await db.execute(_DISABLE, integration_id, reason, failing)
+    row = await db.fetchrow(_DISABLE, integration_id, reason, failing)
     cancel = cancel_pending_sql()
     values = {"of": integration_id, "reason": "the integration was disabled"}
     await db.execute(cancel.sql, *cancel.args(values))
+    if row is None:
+        return None
+    return SwitchedOff(
+        id=integration_id,
+        store_id=row["store_id"],
+        name=row["name"],
+        integration_type=row["integration_type"],
+        reason=reason,
+        by_breaker=False,
+        at=row["updated_at"],
+    )
 
 
 _DISABLE = """
@@ -219,5 +250,38 @@ _DISABLE = """
         disabled_reason = $2,
         failing_since = CASE WHEN $3::boolean THEN now() END,
         updated_at = now()
-    WHERE id = $1
+    WHERE id = $1 AND enabled AND deleted_at IS NULL
+    RETURNING store_id, name, integration_type, updated_at
+"""
+
+
+async def failed_jobs(db: asyncpg.Connection, job_ids: Sequence[UUID]) -> list[FailedJobRecord]:
+    """Those of these jobs that are `failed`, with their integrations' names (for the
+    `job.failed` events of a batch just recorded, in its transaction)."""
+    if not job_ids:
+        return []
+    rows = await db.fetch(_FAILED_JOBS, list(job_ids))
+    return [
+        FailedJobRecord(
+            id=row["id"],
+            store_id=row["store_id"],
+            event_id=row["event_id"],
+            triggered_by=row["triggered_by"],
+            attempts=row["attempts"],
+            integration_id=row["integration_id"],
+            integration_name=row["name"],
+            integration_type=row["integration_type"],
+            completed_at=row["completed_at"],
+        )
+        for row in rows
+    ]
+
+
+_FAILED_JOBS = """
+    SELECT j.id, j.store_id, j.event_id, j.triggered_by, j.attempts, j.integration_id,
+           j.completed_at, i.name, i.integration_type
+    FROM integration_jobs AS j
+    JOIN integrations AS i ON i.id = j.integration_id
+    WHERE j.id = ANY($1::uuid[]) AND j.status = 'failed'
+    ORDER BY j.id
 """

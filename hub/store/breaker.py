@@ -23,6 +23,8 @@ from uuid import UUID
 
 import asyncpg
 
+from hub.store.records import SwitchedOff
+
 
 class Attempt(Protocol):
     """What the clock needs of a recorded attempt."""
@@ -84,15 +86,27 @@ def _reason(since: datetime, after: timedelta) -> str:
 
 async def trip(
     db: asyncpg.Connection, candidates: Sequence[UUID], after: timedelta
-) -> dict[UUID, str]:
+) -> list[SwitchedOff]:
     """Switch off those of `candidates` still enabled and failing for longer than `after`, and
-    hold their pending jobs; returns them with their `disabled_reason`."""
+    hold their pending jobs; returns them, each with its `disabled_reason`. The lock and the
+    `enabled` test make one trip per failing stretch, however many workers record at once."""
     due = await db.fetch(_DUE, list(candidates), after)
     if not due:
-        return {}
-    tripped = {row[0]: _reason(row[1], after) for row in due}
-    await db.execute(_TRIP, list(tripped), list(tripped.values()))
-    return tripped
+        return []
+    reasons = {row[0]: _reason(row[1], after) for row in due}
+    rows = await db.fetch(_TRIP, list(reasons), list(reasons.values()))
+    return [
+        SwitchedOff(
+            id=row["id"],
+            store_id=row["store_id"],
+            name=row["name"],
+            integration_type=row["integration_type"],
+            reason=reasons[row["id"]],
+            by_breaker=True,
+            at=row["updated_at"],
+        )
+        for row in rows
+    ]
 
 
 #: Locked, so that a concurrent change (enabling it, another worker tripping it) is seen.
@@ -110,8 +124,11 @@ _TRIP = """
         SET enabled = false, disabled_reason = t.reason, updated_at = now()
         FROM unnest($1::uuid[], $2::text[]) AS t(id, reason)
         WHERE i.id = t.id
+        RETURNING i.id, i.store_id, i.name, i.integration_type, i.updated_at
+    ), held AS (
+        UPDATE integration_jobs
+        SET status = 'held', next_attempt_at = NULL, updated_at = now()
+        WHERE integration_id = ANY($1::uuid[]) AND status = 'pending'
     )
-    UPDATE integration_jobs
-    SET status = 'held', next_attempt_at = NULL, updated_at = now()
-    WHERE integration_id = ANY($1::uuid[]) AND status = 'pending'
+    SELECT id, store_id, name, integration_type, updated_at FROM switched_off ORDER BY id
 """

@@ -252,6 +252,24 @@ _FANOUT_TARGETS = """
 """
 
 
+async def ordered_integrations_observing(
+    db: asyncpg.Connection, store_ids: Sequence[UUID], candidates: Sequence[str]
+) -> set[UUID]:
+    """Those of the stores' enabled, live integrations whose `observes` overlaps `candidates`
+    and that order their jobs: the queues that a transaction about to publish such events must
+    lock before any row lock (`hub.store.ordered.lock_queues`)."""
+    rows = await db.fetch(_ORDERED_OBSERVERS, list(store_ids), list(candidates))
+    return {row[0] for row in rows}
+
+
+#: On the partial GIN index `ix_integrations_observes_live`, as fan-out.
+_ORDERED_OBSERVERS = """
+    SELECT id FROM integrations
+    WHERE store_id = ANY($1::uuid[]) AND enabled AND deleted_at IS NULL
+      AND observes && $2::text[] AND ordering_key IS NOT NULL
+"""
+
+
 # --- signing secrets and secrets at rest --------------------------------------------------------
 
 

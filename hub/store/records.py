@@ -53,6 +53,37 @@ class IntegrationRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SwitchedOff:
+    """An integration that recording attempts switched off: it was enabled until then."""
+
+    id: UUID
+    store_id: UUID
+    name: str
+    integration_type: str
+    reason: str
+    """Its `disabled_reason`."""
+    by_breaker: bool
+    """The circuit breaker tripped (else an answer said its target is gone: a 410)."""
+    at: datetime
+    """When (its `updated_at`: the recording transaction's time)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FailedJobRecord:
+    """A job that has ended `failed`, with what its integration is called."""
+
+    id: UUID
+    store_id: UUID
+    event_id: UUID
+    triggered_by: str
+    attempts: int
+    integration_id: UUID
+    integration_name: str
+    integration_type: str
+    completed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class EventRecord:
     id: UUID
     store_id: UUID

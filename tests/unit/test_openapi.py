@@ -25,7 +25,7 @@ from hub.api.openapi.examples import BODY_EXAMPLES
 from hub.api.ops import ops
 from hub.api.routes import routes
 from hub.appkeys import SETTINGS
-from hub.events import load_catalogue, validate_observed, validate_published
+from hub.events import OPERATIONAL_KEYS, load_catalogue, validate_observed, validate_published
 from hub.services import inputs
 from hub.settings import Settings
 from hub.store.records import JobRecord, LogRecord
@@ -224,6 +224,17 @@ def test_publish_and_idempotency_are_documented(doc: dict[str, Any]) -> None:
         schema = operation["responses"][status]["content"]["application/json"]["schema"]
         assert schema == {"$ref": "#/components/schemas/PublishResponse"}
     assert "202 if at least one event was new" in operation["description"]
+
+
+def test_operational_events_are_documented(doc: dict[str, Any]) -> None:
+    intro = doc["info"]["description"]
+    assert all(f"`{key}`" in intro for key in OPERATIONAL_KEYS)
+    assert "**No loops:**" in intro
+    publish = doc["paths"]["/v2/events"]["post"]["description"]
+    assert "never one of the hub's operational events" in publish
+    assert "starting with `hub:`" in publish
+    update = doc["paths"]["/v2/integrations/{id}"]["put"]["description"]
+    assert "`integration.disabled` or `integration.enabled`" in update
 
 
 def test_list_operations_page_and_answer_the_list_envelope(doc: dict[str, Any]) -> None:
