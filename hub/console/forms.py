@@ -187,6 +187,11 @@ class FormState:
     def add(self, where: str, message: str) -> None:
         self.errors.setdefault(where, []).append(message)
 
+    @staticmethod
+    def anchor(where: str) -> str:
+        """The id of the place on the page where `where`'s problems are shown."""
+        return "at-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in where)
+
 
 @dataclass(frozen=True, slots=True)
 class Picker:
@@ -360,7 +365,9 @@ def field_for(source: str | None, kind: str) -> str:
 
 def place_problems(problems: list[tuple[str, str | None]], kind: str, state: FormState) -> None:
     for message, source in problems:
-        state.add(field_for(source, kind), message)
+        # The API's sentences name fields from its body (`data.configuration.url`); the form
+        # has no `data`.
+        state.add(field_for(source, kind), message.removeprefix("data."))
 
 
 # --- from a record to the form -----------------------------------------------------------------

@@ -224,7 +224,7 @@ async def test_problems_show_next_to_their_fields(stack: Stack, browser: Browser
             "must be an absolute http or https URL"
         )
         await expect(_field(page, "conditions").locator(".field-error")).to_contain_text(
-            "data.conditions"
+            "conditions: "
         )
         await expect(page.locator("#f-name")).to_have_value("Broken")  # what was typed stays
         await expect(page.locator('[name="webhook:url"]')).to_have_value("ftp://example.com/x")
