@@ -375,3 +375,44 @@ async def test_the_live_log_filter_refuses_what_it_cannot_read(
     assert bad_outcome.status == 400
     assert "outcome must be succeeded or failed" in await bad_outcome.text()
     assert bad_id.status == 400
+
+
+async def test_a_new_host_with_the_secret_left_blank_asks_for_the_secret_again(
+    console: TestClient[Any, Any], tenant: Tenant, shared_engine: AsyncEngine
+) -> None:
+    integration_id = await _create_by_api(console, tenant)
+    await sign_in(console, tenant.keys["manage"])
+    base = f"/console/integrations/{integration_id}"
+    token = await page_csrf(console, f"{base}/edit")
+
+    moved = await console.post(
+        f"{base}/edit",
+        data=webhook_form(
+            token, **{"webhook:url": "https://elsewhere.example/h"}, **{"webhook:secret_key": ""}
+        ),
+    )
+    text = await moved.text()
+
+    assert moved.status == 422
+    assert 'data-error-for="webhook:secret_key"' in text
+    assert "stored credentials are never sent to a new host" in text
+    stored = await _stored(shared_engine, tenant, integration_id)
+    assert stored.configuration["url"] == "https://example.com/hook"
+
+
+async def test_an_edit_that_changes_the_type_replaces_the_configuration(
+    console: TestClient[Any, Any], tenant: Tenant, shared_engine: AsyncEngine
+) -> None:
+    integration_id = await _create_by_api(console, tenant)
+    await sign_in(console, tenant.keys["manage"])
+    base = f"/console/integrations/{integration_id}"
+    token = await page_csrf(console, f"{base}/edit")
+    form = webhook_form(token, integration_type="stomp")
+    form.update({"stomp:addresses": "stomp://127.0.0.1:61613\n\n", "stomp:destination": "/q/x"})
+
+    changed = await console.post(f"{base}/edit", data=form, allow_redirects=False)
+
+    assert changed.status == 303, await changed.text()
+    stored = await _stored(shared_engine, tenant, integration_id)
+    assert stored.integration_type == "stomp"
+    assert stored.configuration == {"addresses": ["stomp://127.0.0.1:61613"], "destination": "/q/x"}
