@@ -34,9 +34,12 @@ async def stream_rows(
     *,
     after: tuple[datetime, UUID] | None,
     limit: int,
+    integration_id: UUID | None = None,
+    succeeded: bool | None = None,
 ) -> list[StreamRow]:
     """The store's newest attempts (newest first) or, after `after`, those that came since
-    (oldest first, so that a stream can append them in order)."""
+    (oldest first, so that a stream can append them in order); only one integration's, or
+    only those that succeeded (or failed), when asked."""
     query = (
         select(
             logs.c.id,
@@ -54,6 +57,10 @@ async def stream_rows(
         .where(logs.c.store_id == store_id)
         .limit(limit)
     )
+    if integration_id is not None:
+        query = query.where(logs.c.integration_id == integration_id)
+    if succeeded is not None:
+        query = query.where(logs.c.succeeded.is_(succeeded))
     if after is None:
         query = query.order_by(logs.c.created_at.desc(), logs.c.id.desc())
     else:
@@ -77,3 +84,16 @@ async def stream_rows(
         )
         for r in rows
     ]
+
+
+async def integration_names(
+    conn: AsyncConnection, store_id: UUID, *, limit: int
+) -> list[tuple[UUID, str]]:
+    """The store's live integrations, (id, name) by name: what the live log's filter offers."""
+    rows = await conn.execute(
+        select(integrations.c.id, integrations.c.name)
+        .where(integrations.c.store_id == store_id, integrations.c.deleted_at.is_(None))
+        .order_by(integrations.c.name, integrations.c.id)
+        .limit(limit)
+    )
+    return [(r.id, r.name) for r in rows]

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 import aiohttp_jinja2
@@ -20,7 +21,7 @@ from aiohttp_sse import sse_response
 
 from hub.appkeys import CATALOGUE, ENGINE
 from hub.auth import Permission, key_prefix
-from hub.console import queries, sessions
+from hub.console import editing, queries, sessions, switching
 from hub.console.sessions import (
     CURRENT,
     LOGIN_CSRF_COOKIE,
@@ -459,18 +460,51 @@ async def retry(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/console/integrations/{integration_id}/jobs/{new.id}")
 
 
+LOG_OUTCOMES = {"succeeded": True, "failed": False}
+"""The live log's outcome filter: its values and what `succeeded` they select."""
+
+
+def _log_filter(request: web.Request) -> tuple[UUID | None, bool | None]:
+    """The live log's filter (`?integration=<id>&outcome=succeeded|failed`)."""
+    raw_id, outcome = request.query.get("integration", ""), request.query.get("outcome", "")
+    try:
+        integration_id = UUID(raw_id) if raw_id else None
+    except ValueError:
+        raise Refused(400, "Bad filter", "integration must be an integration's id") from None
+    if outcome and outcome not in LOG_OUTCOMES:
+        raise Refused(400, "Bad filter", "outcome must be succeeded or failed")
+    return integration_id, LOG_OUTCOMES.get(outcome)
+
+
 @routes.get("/logs")
 async def logs_page(request: web.Request) -> web.Response:
     session = need(request)
+    integration_id, succeeded = _log_filter(request)
     async with request.config_dict[ENGINE].connect() as conn:
-        rows = await queries.stream_rows(conn, session.store_id, after=None, limit=PAGE_SIZE)
+        rows = await queries.stream_rows(
+            conn,
+            session.store_id,
+            after=None,
+            limit=PAGE_SIZE,
+            integration_id=integration_id,
+            succeeded=succeeded,
+        )
+        names = await queries.integration_names(conn, session.store_id, limit=500)
+    outcome = request.query.get("outcome", "")
+    after = f"{_iso(rows[0].created_at)}|{rows[0].id}" if rows else ""
+    wanted = {"integration": str(integration_id or ""), "outcome": outcome, "after": after}
     return aiohttp_jinja2.render_template(
         "logs.html",
         request,
         _context(
             request,
             rows=[_stream_row(r) for r in rows],
-            after=f"{_iso(rows[0].created_at)}|{rows[0].id}" if rows else "",
+            after=after,
+            stream_query=urlencode({k: v for k, v in wanted.items() if v}),
+            integration_names=names,
+            f_integration=wanted["integration"],
+            f_outcome=outcome,
+            log_filtered=integration_id is not None or succeeded is not None,
         ),
     )
 
@@ -491,10 +525,18 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one `log` event per new attempt, checked every STREAM_POLL seconds."""
     session = need(request)
     after = _cursor(request.query.get("after"))
+    integration_id, succeeded = _log_filter(request)
     engine = request.config_dict[ENGINE]
     if after is None:
         async with engine.connect() as conn:
-            newest = await queries.stream_rows(conn, session.store_id, after=None, limit=1)
+            newest = await queries.stream_rows(
+                conn,
+                session.store_id,
+                after=None,
+                limit=1,
+                integration_id=integration_id,
+                succeeded=succeeded,
+            )
         after = (newest[0].created_at, newest[0].id) if newest else (datetime.now(UTC), UUID(int=0))
     async with sse_response(request) as stream:
         while stream.is_connected():
@@ -503,7 +545,14 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
             if await sessions.find(request) is None:
                 break
             async with engine.connect() as conn:
-                rows = await queries.stream_rows(conn, session.store_id, after=after, limit=100)
+                rows = await queries.stream_rows(
+                    conn,
+                    session.store_id,
+                    after=after,
+                    limit=100,
+                    integration_id=integration_id,
+                    succeeded=succeeded,
+                )
             for row in rows:
                 await stream.send(json.dumps(_stream_row(row)), event="log", id=str(row.id))
                 after = (row.created_at, row.id)
@@ -525,6 +574,8 @@ def console_app() -> web.Application:
         undefined=jinja2.StrictUndefined,
     )
     env.globals["iso"] = _iso
+    editing.setup(app, _context)  # before `routes`: /integrations/new is no integration's id
+    switching.setup(app)
     app.add_routes(routes)
     app.router.add_static("/static", HERE / "static", name="static")
     app.router.add_get("/{tail:.*}", _unknown_page)

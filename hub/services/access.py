@@ -71,7 +71,16 @@ async def authenticate(
         raise PermissionDenied(
             f"This key's role ({principal.role}) does not allow this action", role=principal.role
         )
-    if store is None or store == principal.store_name:
+    if store is None:
+        return principal
+    return await on_store(conn, principal, store)
+
+
+async def on_store(conn: AsyncConnection, principal: Principal, store: str) -> Principal:
+    """`principal` acting on the store named `store`: itself for its own store; for another,
+    `PermissionDenied` unless its role may act on any store (admin), `UnknownStore` when no
+    store has that name. The API's `X-Hub-Store` and the console's store switch both ask here."""
+    if store == principal.store_name:
         return principal
     if not principal.can(Permission.ANY_STORE):
         raise PermissionDenied(

@@ -125,6 +125,15 @@ async def save_session(
         )
 
 
+async def set_session_store(conn: AsyncConnection, id_hash: bytes, store_id: UUID) -> None:
+    """Make the session act on another store (an admin key's switch, checked by the caller)."""
+    await conn.execute(
+        update(console_sessions)
+        .where(console_sessions.c.id_hash == id_hash)
+        .values(store_id=store_id)
+    )
+
+
 async def delete_session(conn: AsyncConnection, id_hash: bytes) -> None:
     await conn.execute(delete(console_sessions).where(console_sessions.c.id_hash == id_hash))
 

@@ -37,6 +37,18 @@ async def get_store_by_name(conn: AsyncConnection, name: str) -> StoreRecord | N
     return None if row is None else StoreRecord(id=row.id, name=row.name, created_at=row.created_at)
 
 
+async def list_stores(
+    conn: AsyncConnection, *, name_contains: str = "", limit: int = 100
+) -> list[StoreRecord]:
+    """Stores by name (those whose name contains `name_contains`, case-insensitively), at most
+    `limit` of them: what an admin picks from."""
+    query = select(stores).order_by(stores.c.name).limit(limit)
+    if name_contains:
+        query = query.where(stores.c.name.icontains(name_contains, autoescape=True))
+    rows = await conn.execute(query)
+    return [StoreRecord(id=r.id, name=r.name, created_at=r.created_at) for r in rows]
+
+
 def _key(row: Any) -> ApiKeyRecord:
     return ApiKeyRecord(
         id=row.id,

@@ -116,7 +116,24 @@
     });
   }
 
+  // The integration form: show (and send) only the chosen type's configuration fields.
+  function typeFields() {
+    var select = document.querySelector("select[data-type-switch]");
+    if (!select) { return; }
+    var show = function () {
+      document.querySelectorAll("fieldset[data-type-fields]").forEach(function (set) {
+        var on = set.getAttribute("data-type-fields") === select.value;
+        set.hidden = !on;
+        set.disabled = !on;
+      });
+    };
+    select.addEventListener("change", show);
+    show();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.documentElement.classList.add("js");
+    typeFields();
     localize(document);
     localInputs();
     confirmations();
