@@ -156,6 +156,8 @@ async def update(request: web.Request) -> web.Response:
                     record.id,
                     model,
                     guard=_guard(request),
+                    key_id=session.key_id,
+                    via="the console",
                 )
         except ValidationError as exc:
             forms.place_problems(problems(exc, "data"), kind, state)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from deliverers.config import CONFIG_MODELS, secret_at
-from hub.events import EventCatalogue
+from hub.events import EventCatalogue, observable_keys
 from hub.services.inputs import nesting_problem
 from hub.store.records import IntegrationRecord
 
@@ -202,7 +202,7 @@ class Picker:
     @classmethod
     def of(cls, catalogue: EventCatalogue) -> Picker:
         by_resource: dict[str, list[str]] = {}
-        for key in sorted(catalogue.keys):
+        for key in observable_keys(catalogue):  # the hub's own events (`job.failed`, …) too
             by_resource.setdefault(key.partition(".")[0], []).append(key)
         return cls(tuple((r, tuple(keys)) for r, keys in sorted(by_resource.items())))
 

@@ -373,7 +373,13 @@ async def set_enabled(request: web.Request) -> web.Response:
     data = IntegrationUpdate.model_validate({"type": "integration", "enabled": enabled})
     async with request.config_dict[ENGINE].begin() as conn:
         await integration_service.update(
-            conn, request.config_dict[CATALOGUE], session.store_id, integration_id, data
+            conn,
+            request.config_dict[CATALOGUE],
+            session.store_id,
+            integration_id,
+            data,
+            key_id=session.key_id,
+            via="the console",
         )
     flash(
         session,

@@ -270,9 +270,14 @@ async def test_bad_form_input_is_a_page_with_the_problem_never_a_500(
 
     for response in (created, edited):
         text = await response.text()
+        assert "Traceback" not in text
+        if any("\x00" in value for value in bad.values()):
+            # Refused with every console form before it is read (`sessions.checked_form`).
+            assert response.status == 400, text[:2000]
+            assert "NUL character" in text
+            continue
         assert response.status == 422, text[:2000]
         assert "Nothing was saved" in text
-        assert "Traceback" not in text
     assert await _count(console, tenant) == 1
 
 
