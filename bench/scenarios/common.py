@@ -45,13 +45,16 @@ async def publish_batches(
     key: str = EVENT_KEY,
     check: bool = True,
     resources: Callable[[int], str] | None = None,
+    accepted: list[int] | None = None,
 ) -> list[Sent]:
     """Publish `ids` in batches of the configured size with `concurrency` requests in flight
     (`resources`: the resource of the `n`th event, for the ordered scenarios).
 
     Like a well-behaved client, a batch refused with 503 and `Retry-After` (the API's admission
     under load) is sent again after that pause (at most 1 s); each refused request is kept in
-    the returned list, so it shows among the answers that were not 202.
+    the returned list, so it shows among the answers that were not 202. `accepted` gets the
+    events' numbers in the order their requests were accepted: the publish order, which a
+    retried batch changes.
     """
     size = bench.config.batch_size
     numbered = list(enumerate(ids))
@@ -74,6 +77,8 @@ async def publish_batches(
                 await asyncio.sleep(min(float(answer.retry_after), 1.0))
             if check and not answer.accepted:
                 raise ApiError(f"publish: {answer.status}")
+            if accepted is not None and answer.accepted:
+                accepted.extend(n for n, _ in batch)
 
     await together((publisher() for _ in range(concurrency)), timeout=max(60, len(ids) / 100))
     return sent
