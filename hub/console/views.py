@@ -20,7 +20,7 @@ from aiohttp_sse import sse_response
 
 from hub.appkeys import CATALOGUE, ENGINE
 from hub.auth import Permission, key_prefix
-from hub.console import queries, sessions
+from hub.console import bulk, charts, paging, queries, search, sessions
 from hub.console.sessions import (
     CURRENT,
     LOGIN_CSRF_COOKIE,
@@ -51,7 +51,7 @@ from hub.services import jobs as job_service
 from hub.services import replay as replay_service
 from hub.services.inputs import IntegrationUpdate, ReplayCreate
 from hub.services.integrations import masked_configuration
-from hub.store import events, integrations
+from hub.store import events, integrations, pages
 from hub.store import jobs as job_store
 from hub.store import logs as log_store
 from hub.store.listing import Condition, Op
@@ -152,7 +152,7 @@ def _when(raw: str | None, name: str) -> datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _stream_row(row: queries.StreamRow) -> dict[str, Any]:
+def _stream_row(row: queries.StreamRow | pages.StoreLogRow) -> dict[str, Any]:
     return {
         "id": str(row.id),
         "integration_id": str(row.integration_id),
@@ -256,10 +256,12 @@ async def integrations_page(request: web.Request) -> web.Response:
     wanted = [Condition("integration_type", Op.EQ, (kind,))] if kind else []
     if enabled is not None:
         wanted.append(Condition("enabled", Op.EQ, (enabled,)))
+    window = paging.window(request)
     async with request.config_dict[ENGINE].connect() as conn:
-        page = await integrations.list_integrations(
-            conn, session.store_id, wanted, limit=100, offset=0
+        page = await pages.integrations_page(
+            conn, session.store_id, wanted, window=window, limit=paging.PAGE_SIZE
         )
+        overview = await charts.store_overview(conn, session.store_id)
         rows = [
             await log_store.integration_status(
                 conn, record, window=integration_service.STATUS_WINDOW
@@ -273,7 +275,9 @@ async def integrations_page(request: web.Request) -> web.Response:
         _context(
             request,
             rows=rows,
-            total=page.total,
+            total=paging.pager(request, page).total_text,
+            pager=paging.pager(request, page),
+            overview=overview,
             kind=kind or "",
             enabled=enabled_raw,
             filtered=filtered,
@@ -303,15 +307,16 @@ async def _integration_context(
     logs_ok = q.get("logs") or ""
     succeeded = {"ok": True, "failed": False}.get(logs_ok)
     outcome = [] if succeeded is None else [Condition("succeeded", Op.EQ, (succeeded,))]
-    scope = log_store.LogScope(integration_id=integration_id)
+    jobs_window, logs_window = paging.window(request, "jobs_"), paging.window(request, "logs_")
     async with request.config_dict[ENGINE].connect() as conn:
         record = await integration_service.status(conn, session.store_id, integration_id)
-        jobs = await job_store.list_jobs(
-            conn, session.store_id, integration_id, wanted, limit=PAGE_SIZE, offset=0
+        jobs = await pages.jobs_page(
+            conn, session.store_id, integration_id, wanted, window=jobs_window, limit=PAGE_SIZE
         )
-        logs = await log_store.list_logs(
-            conn, session.store_id, scope, outcome, limit=PAGE_SIZE, offset=0
+        logs = await pages.logs_page(
+            conn, session.store_id, integration_id, outcome, window=logs_window, limit=PAGE_SIZE
         )
+        pictures = await charts.integration_charts(conn, session.store_id, integration_id)
     integration = record.integration
     return _context(
         request,
@@ -325,6 +330,10 @@ async def _integration_context(
         conditions=json.dumps(integration.conditions, indent=2) if integration.conditions else None,
         jobs=jobs,
         logs=logs,
+        jobs_pager=paging.pager(request, jobs, "jobs_"),
+        logs_pager=paging.pager(request, logs, "logs_"),
+        charts=pictures,
+        bulk_link=bulk.link(request, integration_id, status),
         statuses=JOB_STATUSES,
         f_status=status,
         f_event=event_key,
@@ -456,8 +465,13 @@ async def retry(request: web.Request) -> web.Response:
 @routes.get("/logs")
 async def logs_page(request: web.Request) -> web.Response:
     session = need(request)
+    window = paging.window(request)
     async with request.config_dict[ENGINE].connect() as conn:
-        rows = await queries.stream_rows(conn, session.store_id, after=None, limit=PAGE_SIZE)
+        page = await pages.store_logs_page(
+            conn, session.store_id, window=window, limit=paging.PAGE_SIZE
+        )
+    rows = page.items
+    live = window.older_than is None and window.newer_than is None
     return aiohttp_jinja2.render_template(
         "logs.html",
         request,
@@ -465,6 +479,8 @@ async def logs_page(request: web.Request) -> web.Response:
             request,
             rows=[_stream_row(r) for r in rows],
             after=f"{_iso(rows[0].created_at)}|{rows[0].id}" if rows else "",
+            pager=paging.pager(request, page),
+            live=live,
         ),
     )
 
@@ -515,6 +531,9 @@ def console_app() -> web.Application:
     )
     env.globals["iso"] = _iso
     app.add_routes(routes)
+    app.add_routes(search.routes)
+    app.add_routes(bulk.routes)
+    paging.setup(app)
     app.router.add_static("/static", HERE / "static", name="static")
     app.router.add_get("/{tail:.*}", _unknown_page)
     return app

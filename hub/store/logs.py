@@ -41,6 +41,9 @@ def _log(row: Any) -> LogRecord:
     )
 
 
+log_record = _log
+"""A row of `integration_logs` as its record (for the store's other lists of logs)."""
+
 #: What a log list can be filtered on (`hub.store.listing`).
 FILTERABLE = {
     "succeeded": logs.c.succeeded,

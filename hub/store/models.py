@@ -46,6 +46,9 @@ ROLES = ("view", "manage", "publish", "admin")
 INTEGRATION_TYPES = ("webhook", "aws_sqs", "stomp", "amqp", "web_push")
 """What the schema admits; each has a configuration model in `deliverers.config`."""
 PROCESS_ROLES = ("api", "worker", "api+worker")
+RESOURCE_ID_SQL = "COALESCE(payload #>> '{data,id}', payload ->> 'id')"
+"""The resource id of an event's payload: `data.id`, or a delete's top-level `id` (EP's
+`{"type", "id"}`); `ix_events_store_resource` indexes it (`hub.store.search` matches it)."""
 """What a registered process runs: `hub serve --no-worker`, `hub worker`, `hub serve`."""
 
 
@@ -186,6 +189,13 @@ class Event(Base):
         ),
         Index("ix_events_store_created", "store_id", text("created_at DESC"), text("id DESC")),
         Index("ix_events_created", "created_at"),
+        Index(
+            "ix_events_store_resource",
+            "store_id",
+            text(RESOURCE_ID_SQL),
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -354,6 +364,37 @@ class IntegrationLog(Base):
     created_at: Mapped[datetime] = _ts()
 
 
+class IntegrationLogMinute(Base):
+    """One integration's attempts of one minute, rolled up from the logs by the workers
+    (`hub.store.rollup`) for the console's charts. `durations` is a sparse histogram of the
+    attempts' processing times: `{"<bucket>": count}` over `rollup.BOUNDS`."""
+
+    __tablename__ = "integration_log_minutes"
+    __table_args__ = (
+        Index("ix_integration_log_minutes_store_minute", "store_id", "minute"),
+        Index("ix_integration_log_minutes_minute", "minute"),
+    )
+
+    integration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), primary_key=True
+    )
+    minute: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    succeeded: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    duration_sum: Mapped[float] = mapped_column(Double)
+    durations: Mapped[dict[str, int]] = mapped_column(JSONB)
+
+
+class RollupProgress(Base):
+    """How far a rollup pass has got: every minute before `done_until` is rolled up."""
+
+    __tablename__ = "rollup_progress"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    done_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class HubProcess(Base):
     """A live `hub serve` or `hub worker` process: its row is written by its heartbeat and
     deleted when it stops (or, once stale, by another process's heartbeat)."""
@@ -411,3 +452,5 @@ logs = cast(Table, IntegrationLog.__table__)
 vapid_keys = cast(Table, VapidKey.__table__)
 processes = cast(Table, HubProcess.__table__)
 console_sessions = cast(Table, ConsoleSession.__table__)
+log_minutes = cast(Table, IntegrationLogMinute.__table__)
+rollup_progress = cast(Table, RollupProgress.__table__)

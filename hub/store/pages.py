@@ -1,0 +1,179 @@
+"""The console's lists, a keyset page at a time (`hub.store.keyset`): a store's integrations,
+an integration's jobs and attempts, and the store's attempts with their integration's name (the
+live log's history). Each is one index range scan from its cursor; the filters they take are
+`hub.store.listing`'s conditions, on the columns each list names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.store import integrations as integration_store
+from hub.store import jobs as job_store
+from hub.store import listing
+from hub.store import logs as log_store
+from hub.store.keyset import KeysetPage, Window, fetch
+from hub.store.listing import Condition
+from hub.store.models import integrations, jobs, logs
+from hub.store.records import IntegrationRecord, JobRecord, LogRecord
+
+
+async def integrations_page(
+    conn: AsyncConnection,
+    store_id: UUID,
+    conditions: Sequence[Condition],
+    *,
+    window: Window,
+    limit: int,
+) -> KeysetPage[IntegrationRecord]:
+    """The store's live integrations that meet every condition (`ix_integrations_store_created`)."""
+    query = select(integrations).where(
+        integrations.c.store_id == store_id,
+        integrations.c.deleted_at.is_(None),
+        *listing.where(conditions, integration_store.FILTERABLE),
+    )
+    return await fetch(
+        conn,
+        query,
+        at=integrations.c.created_at,
+        id_=integrations.c.id,
+        window=window,
+        limit=limit,
+        convert=integration_store.integration_record,
+    )
+
+
+async def jobs_page(
+    conn: AsyncConnection,
+    store_id: UUID,
+    integration_id: UUID,
+    conditions: Sequence[Condition],
+    *,
+    window: Window,
+    limit: int,
+) -> KeysetPage[JobRecord]:
+    """The integration's jobs that meet every condition
+    (`ix_integration_jobs_integration_created`)."""
+    query = select(jobs).where(
+        jobs.c.integration_id == integration_id,
+        jobs.c.store_id == store_id,
+        *listing.where(conditions, job_store.FILTERABLE),
+    )
+    return await fetch(
+        conn,
+        query,
+        at=jobs.c.created_at,
+        id_=jobs.c.id,
+        window=window,
+        limit=limit,
+        convert=job_store.job_record,
+    )
+
+
+async def logs_page(
+    conn: AsyncConnection,
+    store_id: UUID,
+    integration_id: UUID,
+    conditions: Sequence[Condition],
+    *,
+    window: Window,
+    limit: int,
+) -> KeysetPage[LogRecord]:
+    """The integration's attempts that meet every condition
+    (`ix_integration_logs_integration_created`)."""
+    query = select(logs).where(
+        logs.c.integration_id == integration_id,
+        logs.c.store_id == store_id,
+        *listing.where(conditions, log_store.FILTERABLE),
+    )
+    return await fetch(
+        conn,
+        query,
+        at=logs.c.created_at,
+        id_=logs.c.id,
+        window=window,
+        limit=limit,
+        convert=log_store.log_record,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLogRow:
+    """One attempt of the store's log, with its integration's name."""
+
+    id: UUID
+    integration_id: UUID
+    integration_name: str
+    job_id: UUID
+    attempt: int
+    succeeded: bool
+    processing_time: float
+    status_code: int | None
+    error_detail: str | None
+    created_at: datetime
+
+
+def _store_log_row(row: Any) -> StoreLogRow:
+    return StoreLogRow(
+        id=row.id,
+        integration_id=row.integration_id,
+        integration_name=row.name,
+        job_id=row.job_id,
+        attempt=row.attempt,
+        succeeded=row.succeeded,
+        processing_time=row.processing_time,
+        status_code=row.status_code,
+        error_detail=row.error_detail,
+        created_at=row.created_at,
+    )
+
+
+async def store_logs_page(
+    conn: AsyncConnection,
+    store_id: UUID,
+    *,
+    integration_id: UUID | None = None,
+    succeeded: bool | None = None,
+    window: Window,
+    limit: int,
+) -> KeysetPage[StoreLogRow]:
+    """The store's attempts, optionally one integration's or of one outcome
+    (`ix_integration_logs_store_created`, or the integration's index)."""
+    where = [logs.c.store_id == store_id]
+    if integration_id is not None:
+        where.append(logs.c.integration_id == integration_id)
+    if succeeded is not None:
+        where.append(logs.c.succeeded.is_(succeeded))
+    query = (
+        select(
+            logs.c.id,
+            logs.c.integration_id,
+            integrations.c.name,
+            logs.c.job_id,
+            logs.c.attempt,
+            logs.c.succeeded,
+            logs.c.processing_time,
+            logs.c.status_code,
+            logs.c.error_detail,
+            logs.c.created_at,
+        )
+        .join(integrations, integrations.c.id == logs.c.integration_id)
+        .where(*where)
+    )
+    return await fetch(
+        conn,
+        query,
+        at=logs.c.created_at,
+        id_=logs.c.id,
+        window=window,
+        limit=limit,
+        convert=_store_log_row,
+        count=select(logs.c.id).where(*where),
+    )

@@ -1,0 +1,87 @@
+"""console: finding events by resource id, and the per-minute rollup of attempts
+
+Additive, so that processes of the previous version keep running during a rollout:
+
+- `ix_events_store_resource`: the events of a store by the resource id of their payload
+  (`data.id`, or the top-level `id` of a delete's `{"type", "id"}` payload), newest first;
+  the console's "find an event" looks them up without a scan. The only new index on a table
+  that publishing writes;
+- `integration_log_minutes`: one row per integration and minute with attempts — succeeded,
+  failed, and the attempts' durations as a sparse histogram — written by the workers' rollup
+  pass (`hub.store.rollup`) from the logs, for the console's charts;
+- `rollup_progress`: how far that pass has got.
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-03 09:00:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0009"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+RESOURCE_ID = "COALESCE(payload #>> '{data,id}', payload ->> 'id')"
+
+
+def upgrade() -> None:
+    op.create_index(
+        "ix_events_store_resource",
+        "events",
+        ["store_id", sa.text(RESOURCE_ID), sa.text("created_at DESC"), sa.text("id DESC")],
+        unique=False,
+    )
+    op.create_table(
+        "integration_log_minutes",
+        sa.Column("integration_id", sa.UUID(), nullable=False),
+        sa.Column("minute", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("store_id", sa.UUID(), nullable=False),
+        sa.Column("succeeded", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Integer(), nullable=False),
+        sa.Column("duration_sum", sa.Double(), nullable=False),
+        sa.Column("durations", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["integration_id"],
+            ["integrations.id"],
+            name=op.f("fk_integration_log_minutes_integration_id_integrations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["store_id"],
+            ["stores.id"],
+            name=op.f("fk_integration_log_minutes_store_id_stores"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint(
+            "integration_id", "minute", name=op.f("pk_integration_log_minutes")
+        ),
+    )
+    op.create_index(
+        "ix_integration_log_minutes_store_minute",
+        "integration_log_minutes",
+        ["store_id", "minute"],
+        unique=False,
+    )
+    op.create_index(
+        "ix_integration_log_minutes_minute", "integration_log_minutes", ["minute"], unique=False
+    )
+    op.create_table(
+        "rollup_progress",
+        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("done_until", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_rollup_progress")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("rollup_progress")
+    op.drop_index("ix_integration_log_minutes_minute", table_name="integration_log_minutes")
+    op.drop_index("ix_integration_log_minutes_store_minute", table_name="integration_log_minutes")
+    op.drop_table("integration_log_minutes")
+    op.drop_index("ix_events_store_resource", table_name="events")
