@@ -2,9 +2,10 @@
 per minute (succeeded / failed) and the attempts' p50 / p95 duration over the last 24 hours;
 on the front page also the slowest and the most failing integrations.
 
-The figures come from the per-minute rollup (`hub.store.rollup`), so a chart costs the same
-with a million logs as with ten. The 24 hours are drawn as 144 buckets of ten minutes, each
-bar a bucket's deliveries per minute; the drawing is `hub.console.svg`'s.
+The figures come from the rollup (`hub.store.rollup`), so a chart costs the same with a
+million logs as with ten. The 24 hours are drawn as the rollup's 144 periods of ten minutes,
+each bar a period's deliveries per minute (its count over ten); the drawing is
+`hub.console.svg`'s.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.console.svg import Bucket, deliveries_chart, duration_text, durations_chart
-from hub.store import rollup
-from hub.store.rollup import IntegrationTotal, Minute
+from hub.store import pages, rollup
+from hub.store.rollup import Period
 
 SPAN = timedelta(hours=24)
 BUCKET = timedelta(minutes=10)
@@ -69,30 +70,28 @@ class Overview:
 
 
 def _span(now: datetime) -> tuple[datetime, datetime]:
-    """The 24 hours shown: ending at the next ten-minute boundary."""
-    now = now.astimezone(UTC)
-    end = now.replace(minute=now.minute - now.minute % 10, second=0, microsecond=0) + BUCKET
+    """The 24 hours shown: 144 periods, the last one the current one."""
+    end = rollup.period_of(now) + BUCKET
     return end - SPAN, end
 
 
-def buckets_of(minutes: Sequence[Minute], start: datetime) -> list[Bucket]:
-    """The minutes in ten-minute buckets from `start` (144 of them), with their percentiles."""
+def buckets_of(found: Sequence[Period], start: datetime) -> list[Bucket]:
+    """The periods summed by start, from `start` (144 of them), with their percentiles."""
     count = int(SPAN / BUCKET)
-    size = int(BUCKET.total_seconds() // 60)
-    grouped: list[list[Minute]] = [[] for _ in range(count)]
-    for m in minutes:
-        index = int((m.minute - start) / BUCKET)
+    grouped: list[list[Period]] = [[] for _ in range(count)]
+    for p in found:
+        index = int((p.start - start) / BUCKET)
         if 0 <= index < count:
-            grouped[index].append(m)
+            grouped[index].append(p)
     out = []
     for i, group in enumerate(grouped):
-        histogram = rollup.sum_minutes(group)
+        histogram = rollup.histogram_of(group)
         out.append(
             Bucket(
                 start=start + i * BUCKET,
-                minutes=size,
-                succeeded=sum(m.succeeded for m in group),
-                failed=sum(m.failed for m in group),
+                minutes=rollup.MINUTES,
+                succeeded=sum(sum(p.succeeded) for p in group),
+                failed=sum(sum(p.failed) for p in group),
                 p50=rollup.percentile(histogram, 0.5),
                 p95=rollup.percentile(histogram, 0.95),
             )
@@ -100,14 +99,14 @@ def buckets_of(minutes: Sequence[Minute], start: datetime) -> list[Bucket]:
     return out
 
 
-def _charts(minutes: Sequence[Minute], start: datetime, name: str) -> Charts:
-    buckets = buckets_of(minutes, start)
-    histogram = rollup.sum_minutes(minutes)
+def _charts(found: Sequence[Period], start: datetime, name: str) -> Charts:
+    buckets = buckets_of(found, start)
+    histogram = rollup.histogram_of(found)
     return Charts(
         deliveries=deliveries_chart(buckets, X_LABELS, name=f"{name}-deliveries"),
         durations=durations_chart(buckets, X_LABELS, name=f"{name}-durations"),
-        succeeded=sum(m.succeeded for m in minutes),
-        failed=sum(m.failed for m in minutes),
+        succeeded=sum(b.succeeded for b in buckets),
+        failed=sum(b.failed for b in buckets),
         p50=duration_text(rollup.percentile(histogram, 0.5)),
         p95=duration_text(rollup.percentile(histogram, 0.95)),
         buckets=buckets,
@@ -117,22 +116,26 @@ def _charts(minutes: Sequence[Minute], start: datetime, name: str) -> Charts:
 async def integration_charts(
     conn: AsyncConnection, store_id: UUID, integration_id: UUID, *, now: datetime | None = None
 ) -> Charts:
-    start, end = _span(now or datetime.now(UTC))
-    minutes = await rollup.minute_series(
-        conn, store_id, integration_id=integration_id, since=start, now=end
+    now = now or datetime.now(UTC)
+    start, _ = _span(now)
+    found = await rollup.periods(
+        conn, store_id, integration_id=integration_id, since=start, now=now
     )
-    return _charts(minutes, start, "integration")
+    return _charts(found, start, "integration")
 
 
-def _ranked(total: IntegrationTotal) -> Ranked:
-    p95 = rollup.percentile(total.durations, 0.95)
+def _ranked(integration_id: UUID, name: str, found: Sequence[Period]) -> Ranked:
+    histogram = rollup.histogram_of(found)
+    failed = sum(sum(p.failed) for p in found)
+    attempts = sum(p.attempts for p in found)
+    p95 = rollup.percentile(histogram, 0.95)
     return Ranked(
-        integration_id=total.integration_id,
-        name=total.name,
-        attempts=total.attempts,
-        failed=total.failed,
-        failure_rate=total.failed / total.attempts if total.attempts else 0.0,
-        p50=duration_text(rollup.percentile(total.durations, 0.5)),
+        integration_id=integration_id,
+        name=name,
+        attempts=attempts,
+        failed=failed,
+        failure_rate=failed / attempts if attempts else 0.0,
+        p50=duration_text(rollup.percentile(histogram, 0.5)),
         p95=duration_text(p95),
         p95_seconds=p95,
     )
@@ -141,11 +144,15 @@ def _ranked(total: IntegrationTotal) -> Ranked:
 async def store_overview(
     conn: AsyncConnection, store_id: UUID, *, now: datetime | None = None
 ) -> Overview:
-    start, end = _span(now or datetime.now(UTC))
-    minutes = await rollup.minute_series(conn, store_id, since=start, now=end)
-    totals = [
-        _ranked(t) for t in await rollup.integration_totals(conn, store_id, since=start, now=end)
-    ]
+    now = now or datetime.now(UTC)
+    start, _ = _span(now)
+    found = await rollup.periods(conn, store_id, since=start, now=now)
+    by_integration: dict[UUID, list[Period]] = {}
+    for p in found:
+        if p.start >= start:
+            by_integration.setdefault(p.integration_id, []).append(p)
+    names = await pages.names_of(conn, store_id, list(by_integration))
+    totals = [_ranked(i, names.get(i, "?"), ps) for i, ps in by_integration.items()]
     slowest = sorted(
         (t for t in totals if t.p95_seconds is not None),
         key=lambda t: (-(t.p95_seconds or 0.0), t.name),
@@ -153,4 +160,4 @@ async def store_overview(
     failing = sorted(
         (t for t in totals if t.failed), key=lambda t: (-t.failed, -t.failure_rate, t.name)
     )[:RANKED]
-    return Overview(_charts(minutes, start, "store"), slowest, failing)
+    return Overview(_charts(found, start, "store"), slowest, failing)

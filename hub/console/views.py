@@ -262,12 +262,7 @@ async def integrations_page(request: web.Request) -> web.Response:
             conn, session.store_id, wanted, window=window, limit=paging.PAGE_SIZE
         )
         overview = await charts.store_overview(conn, session.store_id)
-        rows = [
-            await log_store.integration_status(
-                conn, record, window=integration_service.STATUS_WINDOW
-            )
-            for record in page.items
-        ]
+        rows = await pages.statuses_of(conn, page.items, window=integration_service.STATUS_WINDOW)
     filtered = kind is not None or enabled is not None
     return aiohttp_jinja2.render_template(
         "integrations.html",

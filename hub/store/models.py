@@ -364,24 +364,25 @@ class IntegrationLog(Base):
     created_at: Mapped[datetime] = _ts()
 
 
-class IntegrationLogMinute(Base):
-    """One integration's attempts of one minute, rolled up from the logs by the workers
-    (`hub.store.rollup`) for the console's charts. `durations` is a sparse histogram of the
-    attempts' processing times: `{"<bucket>": count}` over `rollup.BOUNDS`."""
+class IntegrationLogRollup(Base):
+    """One integration's attempts of ten minutes, rolled up from the logs by the workers
+    (`hub.store.rollup`) for the console's charts: `succeeded` and `failed` count each of its
+    ten minutes; `durations` is a sparse histogram of the attempts' processing times,
+    `{"<bucket>": count}` over `rollup.BOUNDS`."""
 
-    __tablename__ = "integration_log_minutes"
+    __tablename__ = "integration_log_rollups"
     __table_args__ = (
-        Index("ix_integration_log_minutes_store_minute", "store_id", "minute"),
-        Index("ix_integration_log_minutes_minute", "minute"),
+        Index("ix_integration_log_rollups_store_period", "store_id", "period"),
+        Index("ix_integration_log_rollups_period", "period"),
     )
 
     integration_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("integrations.id", ondelete="CASCADE"), primary_key=True
     )
-    minute: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    period: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
-    succeeded: Mapped[int] = mapped_column(Integer)
-    failed: Mapped[int] = mapped_column(Integer)
+    succeeded: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    failed: Mapped[list[int]] = mapped_column(ARRAY(Integer))
     duration_sum: Mapped[float] = mapped_column(Double)
     durations: Mapped[dict[str, int]] = mapped_column(JSONB)
 
@@ -452,5 +453,5 @@ logs = cast(Table, IntegrationLog.__table__)
 vapid_keys = cast(Table, VapidKey.__table__)
 processes = cast(Table, HubProcess.__table__)
 console_sessions = cast(Table, ConsoleSession.__table__)
-log_minutes = cast(Table, IntegrationLogMinute.__table__)
+log_rollups = cast(Table, IntegrationLogRollup.__table__)
 rollup_progress = cast(Table, RollupProgress.__table__)

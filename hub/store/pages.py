@@ -8,21 +8,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import Integer, func, literal, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.store import integrations as integration_store
 from hub.store import jobs as job_store
 from hub.store import listing
 from hub.store import logs as log_store
+from hub.store.compiled import DELIVERING, HELD, PENDING
 from hub.store.keyset import KeysetPage, Window, fetch
 from hub.store.listing import Condition
 from hub.store.models import integrations, jobs, logs
-from hub.store.records import IntegrationRecord, JobRecord, LogRecord
+from hub.store.records import (
+    IntegrationRecord,
+    IntegrationStatusRecord,
+    JobRecord,
+    LastErrorRecord,
+    LogRecord,
+)
 
 
 async def integrations_page(
@@ -177,3 +186,97 @@ async def store_logs_page(
         convert=_store_log_row,
         count=select(logs.c.id).where(*where),
     )
+
+
+async def names_of(
+    conn: AsyncConnection, store_id: UUID, integration_ids: Sequence[UUID]
+) -> dict[UUID, str]:
+    """The names of these integrations of the store (deleted ones too)."""
+    if not integration_ids:
+        return {}
+    rows = await conn.execute(
+        select(integrations.c.id, integrations.c.name).where(
+            integrations.c.store_id == store_id, integrations.c.id.in_(list(integration_ids))
+        )
+    )
+    return {row.id: row.name for row in rows}
+
+
+async def statuses_of(
+    conn: AsyncConnection, records: Sequence[IntegrationRecord], *, window: timedelta
+) -> list[IntegrationStatusRecord]:
+    """`logs.integration_status` of a page of integrations in two statements rather than three
+    per integration, its `jobs` counting only the unfinished ones (pending, delivering, held:
+    `ix_integration_jobs_integration_status`); the rest from each one's newest logs
+    (`ix_integration_logs_integration_created`), each a `LIMIT 1` probe or a `window` range."""
+    if not records:
+        return []
+    ids = [r.id for r in records]
+    unfinished: dict[UUID, dict[str, int]] = {i: {} for i in ids}
+    for integration_id, status, count in await conn.execute(
+        select(jobs.c.integration_id, jobs.c.status, func.count())
+        .where(jobs.c.integration_id.in_(ids), jobs.c.status.in_([PENDING, DELIVERING, HELD]))
+        .group_by(jobs.c.integration_id, jobs.c.status)
+    ):
+        unfinished[integration_id][status] = count
+    page = (
+        func.unnest(literal(ids, ARRAY(PG_UUID(as_uuid=True))))
+        .table_valued("id")
+        .render_derived(name="page")
+    )
+    mine = logs.c.integration_id == page.c.id
+    newest = (logs.c.created_at.desc(), logs.c.id.desc())
+    last_attempt = select(logs.c.created_at).where(mine).order_by(*newest).limit(1)
+    last_success = (
+        select(logs.c.created_at).where(mine, logs.c.succeeded).order_by(*newest).limit(1)
+    )
+    failure = (
+        select(logs.c.created_at, logs.c.error_detail, logs.c.status_code)
+        .where(mine, logs.c.succeeded.is_(False))
+        .order_by(*newest)
+        .limit(1)
+        .lateral("failure")
+    )
+    recent = (
+        select(
+            func.count().label("attempts"),
+            func.count().filter(logs.c.succeeded).label("succeeded"),
+        )
+        .where(mine, logs.c.created_at >= func.now() - window)
+        .lateral("recent")
+    )
+    rows = await conn.execute(
+        select(
+            page.c.id,
+            last_attempt.scalar_subquery().label("last_attempt_at"),
+            last_success.scalar_subquery().label("last_success_at"),
+            failure.c.created_at.label("failed_at"),
+            failure.c.error_detail,
+            failure.c.status_code,
+            func.coalesce(recent.c.attempts, literal(0, Integer)).label("attempts"),
+            func.coalesce(recent.c.succeeded, literal(0, Integer)).label("succeeded"),
+        )
+        .select_from(page)
+        .outerjoin(failure, true())
+        .outerjoin(recent, true())
+    )
+    found = {row.id: row for row in rows}
+    out = []
+    for record in records:
+        row = found[record.id]
+        out.append(
+            IntegrationStatusRecord(
+                integration=record,
+                jobs=unfinished[record.id],
+                last_attempt_at=row.last_attempt_at,
+                last_success_at=row.last_success_at,
+                last_error=None
+                if row.failed_at is None
+                else LastErrorRecord(
+                    at=row.failed_at, detail=row.error_detail, status_code=row.status_code
+                ),
+                recent_attempts=row.attempts,
+                recent_successes=row.succeeded,
+            )
+        )
+    return out

@@ -6,9 +6,10 @@ Additive, so that processes of the previous version keep running during a rollou
   (`data.id`, or the top-level `id` of a delete's `{"type", "id"}` payload), newest first;
   the console's "find an event" looks them up without a scan. The only new index on a table
   that publishing writes;
-- `integration_log_minutes`: one row per integration and minute with attempts — succeeded,
-  failed, and the attempts' durations as a sparse histogram — written by the workers' rollup
-  pass (`hub.store.rollup`) from the logs, for the console's charts;
+- `integration_log_rollups`: one row per integration and ten minutes with attempts — the
+  attempts that succeeded and failed in each of its minutes, and their durations as a sparse
+  histogram — written by the workers' rollup pass (`hub.store.rollup`) from the logs, for the
+  console's charts;
 - `rollup_progress`: how far that pass has got.
 
 Revision ID: 0009
@@ -38,38 +39,38 @@ def upgrade() -> None:
         unique=False,
     )
     op.create_table(
-        "integration_log_minutes",
+        "integration_log_rollups",
         sa.Column("integration_id", sa.UUID(), nullable=False),
-        sa.Column("minute", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("period", sa.DateTime(timezone=True), nullable=False),
         sa.Column("store_id", sa.UUID(), nullable=False),
-        sa.Column("succeeded", sa.Integer(), nullable=False),
-        sa.Column("failed", sa.Integer(), nullable=False),
+        sa.Column("succeeded", postgresql.ARRAY(sa.Integer()), nullable=False),
+        sa.Column("failed", postgresql.ARRAY(sa.Integer()), nullable=False),
         sa.Column("duration_sum", sa.Double(), nullable=False),
         sa.Column("durations", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.ForeignKeyConstraint(
             ["integration_id"],
             ["integrations.id"],
-            name=op.f("fk_integration_log_minutes_integration_id_integrations"),
+            name=op.f("fk_integration_log_rollups_integration_id_integrations"),
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["store_id"],
             ["stores.id"],
-            name=op.f("fk_integration_log_minutes_store_id_stores"),
+            name=op.f("fk_integration_log_rollups_store_id_stores"),
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint(
-            "integration_id", "minute", name=op.f("pk_integration_log_minutes")
+            "integration_id", "period", name=op.f("pk_integration_log_rollups")
         ),
     )
     op.create_index(
-        "ix_integration_log_minutes_store_minute",
-        "integration_log_minutes",
-        ["store_id", "minute"],
+        "ix_integration_log_rollups_store_period",
+        "integration_log_rollups",
+        ["store_id", "period"],
         unique=False,
     )
     op.create_index(
-        "ix_integration_log_minutes_minute", "integration_log_minutes", ["minute"], unique=False
+        "ix_integration_log_rollups_period", "integration_log_rollups", ["period"], unique=False
     )
     op.create_table(
         "rollup_progress",
@@ -81,7 +82,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("rollup_progress")
-    op.drop_index("ix_integration_log_minutes_minute", table_name="integration_log_minutes")
-    op.drop_index("ix_integration_log_minutes_store_minute", table_name="integration_log_minutes")
-    op.drop_table("integration_log_minutes")
+    op.drop_index("ix_integration_log_rollups_period", table_name="integration_log_rollups")
+    op.drop_index("ix_integration_log_rollups_store_period", table_name="integration_log_rollups")
+    op.drop_table("integration_log_rollups")
     op.drop_index("ix_events_store_resource", table_name="events")
