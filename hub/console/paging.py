@@ -78,6 +78,8 @@ class Pager:
 
     @property
     def total_text(self) -> str:
+        if self.total < 0:
+            return "newest first"
         return f"more than {COUNT_CAP:,}" if self.total > COUNT_CAP else f"{self.total:,}"
 
 

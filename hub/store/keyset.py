@@ -58,7 +58,8 @@ class KeysetPage(Generic[T]):
     older: Cursor | None
     """The next page is the one older than this (the page's last row)."""
     total: int
-    """Rows of the whole list, counted up to `COUNT_CAP` (+1 beyond: "more than")."""
+    """Rows of the whole list, counted up to `COUNT_CAP` (+1 beyond: "more than"); -1: not
+    counted."""
 
 
 async def fetch(
@@ -71,11 +72,13 @@ async def fetch(
     limit: int,
     convert: Callable[[Any], T],
     count: Select[Any] | None = None,
+    counted: bool = True,
 ) -> KeysetPage[T]:
     """The page of `query` (its rows filtered, not yet ordered) in `window`.
 
     `count`, when given, is the query whose rows are counted (up to `COUNT_CAP`); by default
-    `query` itself.
+    `query` itself. Without `counted` nothing is counted (`total` is -1): for a filter that no
+    index serves, counting would read every row of the scope.
     """
     key = tuple_(at, id_)
     if window.newer_than is not None:
@@ -105,7 +108,7 @@ async def fetch(
         items=items,
         newer=cursors[0] if more_newer and cursors else None,
         older=cursors[-1] if more_older and cursors else None,
-        total=await count_upto(conn, count if count is not None else query),
+        total=await count_upto(conn, count if count is not None else query) if counted else -1,
     )
 
 

@@ -134,7 +134,7 @@ async def integration_status(
     failure = (
         await conn.execute(
             select(logs.c.created_at, logs.c.error_detail, logs.c.status_code)
-            .where(mine, logs.c.succeeded.is_(False))
+            .where(mine, ~logs.c.succeeded)  # `NOT succeeded`: ix_integration_logs_failed
             .order_by(*newest)
             .limit(1)
         )

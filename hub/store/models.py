@@ -347,6 +347,13 @@ class IntegrationLog(Base):
             text("id DESC"),
         ),
         Index("ix_integration_logs_created", "created_at"),
+        Index(
+            "ix_integration_logs_failed",
+            "integration_id",
+            text("created_at DESC"),
+            text("id DESC"),
+            postgresql_where=text("NOT succeeded"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)

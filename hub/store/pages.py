@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Integer, func, literal, select, true
+from sqlalchemy import ColumnElement, Integer, func, literal, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -97,10 +97,13 @@ async def logs_page(
 ) -> KeysetPage[LogRecord]:
     """The integration's attempts that meet every condition
     (`ix_integration_logs_integration_created`)."""
+    outcome = [_outcome(bool(c.values[0])) for c in conditions if c.field == "succeeded"]
+    others = [c for c in conditions if c.field != "succeeded"]
     query = select(logs).where(
         logs.c.integration_id == integration_id,
         logs.c.store_id == store_id,
-        *listing.where(conditions, log_store.FILTERABLE),
+        *outcome,
+        *listing.where(others, log_store.FILTERABLE),
     )
     return await fetch(
         conn,
@@ -111,6 +114,12 @@ async def logs_page(
         limit=limit,
         convert=log_store.log_record,
     )
+
+
+def _outcome(succeeded: bool) -> ColumnElement[bool]:
+    """`succeeded` or `NOT succeeded`, without a parameter: the latter is the predicate of
+    `ix_integration_logs_failed`, which `succeeded IS false` or `= $1` would not match."""
+    return logs.c.succeeded if succeeded else ~logs.c.succeeded
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +168,7 @@ async def store_logs_page(
     if integration_id is not None:
         where.append(logs.c.integration_id == integration_id)
     if succeeded is not None:
-        where.append(logs.c.succeeded.is_(succeeded))
+        where.append(_outcome(succeeded))
     query = (
         select(
             logs.c.id,
@@ -232,7 +241,7 @@ async def statuses_of(
     )
     failure = (
         select(logs.c.created_at, logs.c.error_detail, logs.c.status_code)
-        .where(mine, logs.c.succeeded.is_(False))
+        .where(mine, ~logs.c.succeeded)
         .order_by(*newest)
         .limit(1)
         .lateral("failure")

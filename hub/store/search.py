@@ -89,6 +89,9 @@ async def find_events(
         window=window,
         limit=limit,
         convert=lambda row: (_event(row), row.resource_id),
+        # By id or resource id the count is an index range; by key or time alone it would
+        # read the store's events, so it is left out.
+        counted=wanted.event_id is not None or wanted.resource_id is not None,
     )
     counts = await job_store.job_counts_by_event(conn, [e.id for e, _ in page.items])
     return KeysetPage(

@@ -10,7 +10,11 @@ Additive, so that processes of the previous version keep running during a rollou
   attempts that succeeded and failed in each of its minutes, and their durations as a sparse
   histogram — written by the workers' rollup pass (`hub.store.rollup`) from the logs, for the
   console's charts;
-- `rollup_progress`: how far that pass has got.
+- `rollup_progress`: how far that pass has got;
+- `ix_integration_logs_failed`: an integration's failed attempts, newest first (partial: only
+  failed rows are in it, so recording a successful attempt costs nothing more). The last error
+  of an integration that rarely fails, and its attempts filtered to the failed ones, were scans
+  of its whole log without it.
 
 Revision ID: 0009
 Revises: 0008
@@ -72,6 +76,13 @@ def upgrade() -> None:
     op.create_index(
         "ix_integration_log_rollups_period", "integration_log_rollups", ["period"], unique=False
     )
+    op.create_index(
+        "ix_integration_logs_failed",
+        "integration_logs",
+        ["integration_id", sa.text("created_at DESC"), sa.text("id DESC")],
+        unique=False,
+        postgresql_where=sa.text("NOT succeeded"),
+    )
     op.create_table(
         "rollup_progress",
         sa.Column("name", sa.Text(), nullable=False),
@@ -82,6 +93,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("rollup_progress")
+    op.drop_index(
+        "ix_integration_logs_failed",
+        table_name="integration_logs",
+        postgresql_where=sa.text("NOT succeeded"),
+    )
     op.drop_index("ix_integration_log_rollups_period", table_name="integration_log_rollups")
     op.drop_index("ix_integration_log_rollups_store_period", table_name="integration_log_rollups")
     op.drop_table("integration_log_rollups")
