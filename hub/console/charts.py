@@ -26,7 +26,7 @@ SPAN = timedelta(hours=24)
 BUCKET = timedelta(minutes=10)
 RANKED = 5
 """Integrations in each of the front page's rankings."""
-X_LABELS = ((0.0, "24 h ago"), (0.25, "18 h"), (0.5, "12 h"), (0.75, "6 h"), (1.0, "now"))
+X_LABELS = ((0.0, "-24 h"), (0.25, "-18 h"), (0.5, "-12 h"), (0.75, "-6 h"), (1.0, "now"))
 
 
 @dataclass(frozen=True, slots=True)

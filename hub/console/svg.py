@@ -18,7 +18,7 @@ from html import escape
 from markupsafe import Markup
 
 WIDTH, HEIGHT = 360, 150
-LEFT, RIGHT, TOP, BOTTOM = 40, 6, 8, 18
+LEFT, RIGHT, TOP, BOTTOM = 48, 8, 10, 20
 
 
 @dataclass(frozen=True, slots=True)
