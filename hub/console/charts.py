@@ -24,6 +24,7 @@ from hub.store.rollup import Period
 
 SPAN = timedelta(hours=24)
 BUCKET = timedelta(minutes=10)
+MINUTE = timedelta(minutes=1)
 RANKED = 5
 """Integrations in each of the front page's rankings."""
 X_LABELS = ((0.0, "-24 h"), (0.25, "-18 h"), (0.5, "-12 h"), (0.75, "-6 h"), (1.0, "now"))
@@ -67,6 +68,8 @@ class Overview:
     charts: Charts
     slowest: list[Ranked]
     failing: list[Ranked]
+    last_hour: dict[UUID, tuple[int, int]]
+    """Each integration's attempts and successes in the last hour, to the minute."""
 
 
 def _span(now: datetime) -> tuple[datetime, datetime]:
@@ -160,4 +163,11 @@ async def store_overview(
     failing = sorted(
         (t for t in totals if t.failed), key=lambda t: (-t.failed, -t.failure_rate, t.name)
     )[:RANKED]
-    return Overview(_charts(found, start, "store"), slowest, failing)
+    hour_ago = now - timedelta(hours=1)
+    last_hour: dict[UUID, tuple[int, int]] = {}
+    for integration_id, mine in by_integration.items():
+        minutes = rollup.per_minute([p for p in mine if p.start + BUCKET > hour_ago])
+        ok = sum(s for at, (s, _) in minutes.items() if at > hour_ago - MINUTE)
+        bad = sum(f for at, (_, f) in minutes.items() if at > hour_ago - MINUTE)
+        last_hour[integration_id] = (ok + bad, ok)
+    return Overview(_charts(found, start, "store"), slowest, failing, last_hour)

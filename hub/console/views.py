@@ -262,7 +262,13 @@ async def integrations_page(request: web.Request) -> web.Response:
             conn, session.store_id, wanted, window=window, limit=paging.PAGE_SIZE
         )
         overview = await charts.store_overview(conn, session.store_id)
-        rows = await pages.statuses_of(conn, page.items, window=integration_service.STATUS_WINDOW)
+        # "Success 1 h" from the charts' rollup (to the minute) rather than the hour's logs.
+        rows = await pages.statuses_of(
+            conn,
+            page.items,
+            window=integration_service.STATUS_WINDOW,
+            recent=overview.last_hour,
+        )
     filtered = kind is not None or enabled is not None
     return aiohttp_jinja2.render_template(
         "integrations.html",

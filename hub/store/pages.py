@@ -6,7 +6,7 @@ live log's history). Each is one index range scan from its cursor; the filters t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -212,12 +212,19 @@ async def names_of(
 
 
 async def statuses_of(
-    conn: AsyncConnection, records: Sequence[IntegrationRecord], *, window: timedelta
+    conn: AsyncConnection,
+    records: Sequence[IntegrationRecord],
+    *,
+    window: timedelta,
+    recent: Mapping[UUID, tuple[int, int]] | None = None,
 ) -> list[IntegrationStatusRecord]:
     """`logs.integration_status` of a page of integrations in two statements rather than three
     per integration, its `jobs` counting only the unfinished ones (pending, delivering, held:
     `ix_integration_jobs_integration_status`); the rest from each one's newest logs
-    (`ix_integration_logs_integration_created`), each a `LIMIT 1` probe or a `window` range."""
+    (`ix_integration_logs_integration_created`), each a `LIMIT 1` probe or a `window` range.
+
+    `recent`, when given, is each integration's (attempts, successes) of the window, already
+    counted (from the rollup): the `window` range of the logs is then not read."""
     if not records:
         return []
     ids = [r.id for r in records]
@@ -246,7 +253,7 @@ async def statuses_of(
         .limit(1)
         .lateral("failure")
     )
-    recent = (
+    counted = (
         select(
             func.count().label("attempts"),
             func.count().filter(logs.c.succeeded).label("succeeded"),
@@ -254,21 +261,21 @@ async def statuses_of(
         .where(mine, logs.c.created_at >= func.now() - window)
         .lateral("recent")
     )
-    rows = await conn.execute(
-        select(
-            page.c.id,
-            last_attempt.scalar_subquery().label("last_attempt_at"),
-            last_success.scalar_subquery().label("last_success_at"),
-            failure.c.created_at.label("failed_at"),
-            failure.c.error_detail,
-            failure.c.status_code,
-            func.coalesce(recent.c.attempts, literal(0, Integer)).label("attempts"),
-            func.coalesce(recent.c.succeeded, literal(0, Integer)).label("succeeded"),
-        )
-        .select_from(page)
-        .outerjoin(failure, true())
-        .outerjoin(recent, true())
-    )
+    columns = [
+        page.c.id,
+        last_attempt.scalar_subquery().label("last_attempt_at"),
+        last_success.scalar_subquery().label("last_success_at"),
+        failure.c.created_at.label("failed_at"),
+        failure.c.error_detail,
+        failure.c.status_code,
+    ]
+    query = select(*columns).select_from(page).outerjoin(failure, true())
+    if recent is None:
+        query = query.add_columns(
+            func.coalesce(counted.c.attempts, literal(0, Integer)).label("attempts"),
+            func.coalesce(counted.c.succeeded, literal(0, Integer)).label("succeeded"),
+        ).outerjoin(counted, true())
+    rows = await conn.execute(query)
     found = {row.id: row for row in rows}
     out = []
     for record in records:
@@ -284,8 +291,12 @@ async def statuses_of(
                 else LastErrorRecord(
                     at=row.failed_at, detail=row.error_detail, status_code=row.status_code
                 ),
-                recent_attempts=row.attempts,
-                recent_successes=row.succeeded,
+                recent_attempts=row.attempts
+                if recent is None
+                else recent.get(record.id, (0, 0))[0],
+                recent_successes=row.succeeded
+                if recent is None
+                else recent.get(record.id, (0, 0))[1],
             )
         )
     return out
