@@ -157,7 +157,7 @@ async def _sign_in(http: ClientSession, base: str, key: str) -> None:
         assert answer.status == 303, answer.status
 
 
-async def run(total_logs: int, runs: int) -> dict[str, Any]:
+async def run(total_logs: int, runs: int, *, keep: bool = False) -> dict[str, Any]:
     secret = crypto.generate_key()
     crypto.install(crypto.Keyring.from_setting(secret))
     db = await create_database(Path(tempfile.mkdtemp(prefix="hub-bench-console-")))
@@ -242,7 +242,10 @@ async def run(total_logs: int, runs: int) -> dict[str, Any]:
                 await raw.close()
     finally:
         await engine.dispose()
-        await drop_database(db)
+        if keep:
+            print(f"kept the database: {db.url}", flush=True)
+        else:
+            await drop_database(db)
     return report
 
 
@@ -381,8 +384,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--logs", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the database (to explore)")
     args = parser.parse_args()
-    report = asyncio.run(run(args.logs, args.runs))
+    report = asyncio.run(run(args.logs, args.runs, keep=args.keep))
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"console-pages-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(report, indent=2, default=str))
