@@ -214,6 +214,15 @@ def flash(session: Session, kind: str, message: str) -> None:
     session.flash.append((kind, message))
 
 
+def page_context(request: web.Request, **values: Any) -> dict[str, Any]:
+    """What every page's template gets: the session, its pending messages (taken), the path."""
+    session: Session | None = request.get(CURRENT)
+    messages: list[tuple[str, str]] = []
+    if session is not None:
+        messages, session.flash = session.flash, []
+    return {"session": session, "flash": messages, "path": request.path} | values
+
+
 # --- the sign-in throttle ----------------------------------------------------------------------
 
 

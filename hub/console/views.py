@@ -21,7 +21,7 @@ from aiohttp_sse import sse_response
 
 from hub.appkeys import CATALOGUE, ENGINE
 from hub.auth import Permission, key_prefix
-from hub.console import editing, queries, sessions, switching
+from hub.console import bulk, charts, editing, paging, queries, search, sessions, switching
 from hub.console.sessions import (
     CURRENT,
     LOGIN_CSRF_COOKIE,
@@ -52,7 +52,7 @@ from hub.services import jobs as job_service
 from hub.services import replay as replay_service
 from hub.services.inputs import IntegrationUpdate, ReplayCreate, in_utc
 from hub.services.integrations import masked_configuration
-from hub.store import events, integrations
+from hub.store import events, integrations, pages
 from hub.store import jobs as job_store
 from hub.store import logs as log_store
 from hub.store.listing import Condition, Op
@@ -159,7 +159,7 @@ def _when(raw: str | None, name: str) -> datetime | None:
         raise Refused(400, "Bad filter", f"{name} {exc}") from None
 
 
-def _stream_row(row: queries.StreamRow) -> dict[str, Any]:
+def _stream_row(row: queries.StreamRow | pages.StoreLogRow) -> dict[str, Any]:
     return {
         "id": str(row.id),
         "integration_id": str(row.integration_id),
@@ -263,16 +263,19 @@ async def integrations_page(request: web.Request) -> web.Response:
     wanted = [Condition("integration_type", Op.EQ, (kind,))] if kind else []
     if enabled is not None:
         wanted.append(Condition("enabled", Op.EQ, (enabled,)))
+    window = paging.window(request)
     async with request.config_dict[ENGINE].connect() as conn:
-        page = await integrations.list_integrations(
-            conn, session.store_id, wanted, limit=100, offset=0
+        page = await pages.integrations_page(
+            conn, session.store_id, wanted, window=window, limit=paging.PAGE_SIZE
         )
-        rows = [
-            await log_store.integration_status(
-                conn, record, window=integration_service.STATUS_WINDOW
-            )
-            for record in page.items
-        ]
+        overview = await charts.store_overview(conn, session.store_id)
+        # "Success 1 h" from the charts' rollup (to the minute) rather than the hour's logs.
+        rows = await pages.statuses_of(
+            conn,
+            page.items,
+            window=integration_service.STATUS_WINDOW,
+            recent=overview.last_hour,
+        )
     filtered = kind is not None or enabled is not None
     return aiohttp_jinja2.render_template(
         "integrations.html",
@@ -280,7 +283,9 @@ async def integrations_page(request: web.Request) -> web.Response:
         _context(
             request,
             rows=rows,
-            total=page.total,
+            total=paging.pager(request, page).total_text,
+            pager=paging.pager(request, page),
+            overview=overview,
             kind=kind or "",
             enabled=enabled_raw,
             filtered=filtered,
@@ -310,15 +315,16 @@ async def _integration_context(
     logs_ok = q.get("logs") or ""
     succeeded = {"ok": True, "failed": False}.get(logs_ok)
     outcome = [] if succeeded is None else [Condition("succeeded", Op.EQ, (succeeded,))]
-    scope = log_store.LogScope(integration_id=integration_id)
+    jobs_window, logs_window = paging.window(request, "jobs_"), paging.window(request, "logs_")
     async with request.config_dict[ENGINE].connect() as conn:
         record = await integration_service.status(conn, session.store_id, integration_id)
-        jobs = await job_store.list_jobs(
-            conn, session.store_id, integration_id, wanted, limit=PAGE_SIZE, offset=0
+        jobs = await pages.jobs_page(
+            conn, session.store_id, integration_id, wanted, window=jobs_window, limit=PAGE_SIZE
         )
-        logs = await log_store.list_logs(
-            conn, session.store_id, scope, outcome, limit=PAGE_SIZE, offset=0
+        logs = await pages.logs_page(
+            conn, session.store_id, integration_id, outcome, window=logs_window, limit=PAGE_SIZE
         )
+        pictures = await charts.integration_charts(conn, session.store_id, integration_id)
     integration = record.integration
     return _context(
         request,
@@ -332,6 +338,10 @@ async def _integration_context(
         conditions=json.dumps(integration.conditions, indent=2) if integration.conditions else None,
         jobs=jobs,
         logs=logs,
+        jobs_pager=paging.pager(request, jobs, "jobs_"),
+        logs_pager=paging.pager(request, logs, "logs_"),
+        charts=pictures,
+        bulk_link=bulk.link(request, integration_id, status),
         statuses=JOB_STATUSES,
         f_status=status,
         f_event=event_key,
@@ -486,16 +496,19 @@ def _log_filter(request: web.Request) -> tuple[UUID | None, bool | None]:
 async def logs_page(request: web.Request) -> web.Response:
     session = need(request)
     integration_id, succeeded = _log_filter(request)
+    window = paging.window(request)
     async with request.config_dict[ENGINE].connect() as conn:
-        rows = await queries.stream_rows(
+        page = await pages.store_logs_page(
             conn,
             session.store_id,
-            after=None,
-            limit=PAGE_SIZE,
             integration_id=integration_id,
             succeeded=succeeded,
+            window=window,
+            limit=paging.PAGE_SIZE,
         )
         names = await queries.integration_names(conn, session.store_id, limit=500)
+    rows = page.items
+    live = window.older_than is None and window.newer_than is None
     outcome = request.query.get("outcome", "")
     after = f"{_iso(rows[0].created_at)}|{rows[0].id}" if rows else ""
     wanted = {"integration": str(integration_id or ""), "outcome": outcome, "after": after}
@@ -511,6 +524,8 @@ async def logs_page(request: web.Request) -> web.Response:
             f_integration=wanted["integration"],
             f_outcome=outcome,
             log_filtered=integration_id is not None or succeeded is not None,
+            pager=paging.pager(request, page),
+            live=live,
         ),
     )
 
@@ -583,6 +598,9 @@ def console_app() -> web.Application:
     editing.setup(app, _context)  # before `routes`: /integrations/new is no integration's id
     switching.setup(app)
     app.add_routes(routes)
+    app.add_routes(search.routes)
+    app.add_routes(bulk.routes)
+    paging.setup(app)
     app.router.add_static("/static", HERE / "static", name="static")
     app.router.add_get("/{tail:.*}", _unknown_page)
     return app

@@ -62,7 +62,7 @@ from hub.retry import Fail, Retry, Succeed, decide
 from hub.services import operational
 from hub.services.processes import Heartbeat, new_process_id
 from hub.settings import Settings
-from hub.store import attempts, claiming, enqueue, retention, vapid
+from hub.store import attempts, claiming, enqueue, retention, rollup, vapid
 from hub.store.engine import distrust_connections, driver, plain_url, storage_unavailable
 
 log = structlog.get_logger(__name__)
@@ -189,6 +189,7 @@ class Worker:
             recorder,
             listener,
             asyncio.create_task(self._retention(), name="hub-retention"),
+            asyncio.create_task(self._rollup(), name="hub-rollup"),
         ]
         if self.heartbeat is not None:
             side_tasks.append(asyncio.create_task(self.heartbeat.run(), name="hub-heartbeat"))
@@ -562,6 +563,24 @@ class Worker:
                     tokens=purged.tokens,
                 )
             interval = normal / RETENTION_CATCH_UP if purged.full else normal
+
+    async def _rollup(self) -> None:
+        """Roll the logs up into per-minute rows for the console's charts
+        (`hub.store.rollup`), one pass every `retention_interval` seconds (sooner while it
+        catches up); one worker at a time, the others skip their turn."""
+        normal = self.settings.retention_interval
+        interval = normal
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self.engine.begin() as conn:
+                    done = await rollup.roll_up(conn, now=datetime.now(UTC))
+            except Exception as exc:
+                log.warning("rollup_failed", error=str(exc) or type(exc).__name__)
+                interval = normal
+                continue
+            behind = done.end is not None and done.end < datetime.now(UTC) - rollup.MAX_SPAN / 2
+            interval = normal / RETENTION_CATCH_UP if behind else normal
 
     async def _settle_inflight(self) -> None:
         if not self._inflight:

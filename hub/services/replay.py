@@ -23,9 +23,17 @@ from hub.store.records import ReplayRecord
 
 
 async def start(
-    conn: AsyncConnection, store_id: UUID, integration_id: UUID, data: ReplayCreate
+    conn: AsyncConnection,
+    store_id: UUID,
+    integration_id: UUID,
+    data: ReplayCreate,
+    *,
+    triggered_by: str | None = None,
 ) -> ReplayRecord:
-    """Queue the replay's jobs in the caller's transaction (they are delivered once it commits)."""
+    """Queue the replay's jobs in the caller's transaction (they are delivered once it commits).
+
+    `triggered_by` narrows it to the events of one key (the console's bulk retry of a filtered
+    job list)."""
     until = data.until or datetime.now(UTC)
     if until <= data.since:
         raise ValidationFailed([("data.until must be after data.since", "data.until")])
@@ -45,6 +53,31 @@ async def start(
         until=until,
         statuses=sorted(set(data.status)),
         ordered=integration.ordering_key is not None,
+        triggered_by=triggered_by,
+    )
+
+
+async def count(
+    conn: AsyncConnection,
+    store_id: UUID,
+    integration_id: UUID,
+    data: ReplayCreate,
+    *,
+    triggered_by: str | None = None,
+) -> int:
+    """How many jobs `start` would queue now, for a confirmation (nothing is written)."""
+    until = data.until or datetime.now(UTC)
+    if until <= data.since:
+        raise ValidationFailed([("data.until must be after data.since", "data.until")])
+    if await integrations.get_integration(conn, store_id, integration_id) is None:
+        raise NotFound()
+    return await replays.count_to_replay(
+        conn,
+        integration_id=integration_id,
+        since=data.since,
+        until=until,
+        statuses=sorted(set(data.status)),
+        triggered_by=triggered_by,
     )
 
 

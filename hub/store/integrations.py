@@ -56,6 +56,10 @@ def _integration(row: Any) -> IntegrationRecord:
 _LIVE = integrations.c.deleted_at.is_(None)
 
 
+integration_record = _integration
+"""A row of `integrations` as its record (for the store's other lists of integrations)."""
+
+
 async def count_live_locked(conn: AsyncConnection, store_id: UUID) -> int:
     """How many integrations the store has (deleted ones aside), its row locked until the
     caller's transaction ends so that concurrent creates count one after the other.

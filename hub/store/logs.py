@@ -41,6 +41,9 @@ def _log(row: Any) -> LogRecord:
     )
 
 
+log_record = _log
+"""A row of `integration_logs` as its record (for the store's other lists of logs)."""
+
 #: What a log list can be filtered on (`hub.store.listing`).
 FILTERABLE = {
     "succeeded": logs.c.succeeded,
@@ -131,7 +134,7 @@ async def integration_status(
     failure = (
         await conn.execute(
             select(logs.c.created_at, logs.c.error_detail, logs.c.status_code)
-            .where(mine, logs.c.succeeded.is_(False))
+            .where(mine, ~logs.c.succeeded)  # `NOT succeeded`: ix_integration_logs_failed
             .order_by(*newest)
             .limit(1)
         )

@@ -46,6 +46,9 @@ ROLES = ("view", "manage", "publish", "admin")
 INTEGRATION_TYPES = ("webhook", "aws_sqs", "stomp", "amqp", "web_push")
 """What the schema admits; each has a configuration model in `deliverers.config`."""
 PROCESS_ROLES = ("api", "worker", "api+worker")
+RESOURCE_ID_SQL = "COALESCE(payload #>> '{data,id}', payload ->> 'id')"
+"""The resource id of an event's payload: `data.id`, or a delete's top-level `id` (EP's
+`{"type", "id"}`); `ix_events_store_resource` indexes it (`hub.store.search` matches it)."""
 """What a registered process runs: `hub serve --no-worker`, `hub worker`, `hub serve`."""
 
 
@@ -186,6 +189,13 @@ class Event(Base):
         ),
         Index("ix_events_store_created", "store_id", text("created_at DESC"), text("id DESC")),
         Index("ix_events_created", "created_at"),
+        Index(
+            "ix_events_store_resource",
+            "store_id",
+            text(RESOURCE_ID_SQL),
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -337,6 +347,13 @@ class IntegrationLog(Base):
             text("id DESC"),
         ),
         Index("ix_integration_logs_created", "created_at"),
+        Index(
+            "ix_integration_logs_failed",
+            "integration_id",
+            text("created_at DESC"),
+            text("id DESC"),
+            postgresql_where=text("NOT succeeded"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -352,6 +369,38 @@ class IntegrationLog(Base):
     body: Mapped[str | None] = mapped_column(Text)
     error_detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _ts()
+
+
+class IntegrationLogRollup(Base):
+    """One integration's attempts of ten minutes, rolled up from the logs by the workers
+    (`hub.store.rollup`) for the console's charts: `succeeded` and `failed` count each of its
+    ten minutes; `durations` is a sparse histogram of the attempts' processing times,
+    `{"<bucket>": count}` over `rollup.BOUNDS`."""
+
+    __tablename__ = "integration_log_rollups"
+    __table_args__ = (
+        Index("ix_integration_log_rollups_store_period", "store_id", "period"),
+        Index("ix_integration_log_rollups_period", "period"),
+    )
+
+    integration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), primary_key=True
+    )
+    period: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    succeeded: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    failed: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    duration_sum: Mapped[float] = mapped_column(Double)
+    durations: Mapped[dict[str, int]] = mapped_column(JSONB)
+
+
+class RollupProgress(Base):
+    """How far a rollup pass has got: every minute before `done_until` is rolled up."""
+
+    __tablename__ = "rollup_progress"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    done_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class HubProcess(Base):
@@ -411,3 +460,5 @@ logs = cast(Table, IntegrationLog.__table__)
 vapid_keys = cast(Table, VapidKey.__table__)
 processes = cast(Table, HubProcess.__table__)
 console_sessions = cast(Table, ConsoleSession.__table__)
+log_rollups = cast(Table, IntegrationLogRollup.__table__)
+rollup_progress = cast(Table, RollupProgress.__table__)

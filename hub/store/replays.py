@@ -29,20 +29,23 @@ from hub.store.records import ReplayRecord
 
 
 def _to_replay(
-    integration_id: UUID, since: datetime, until: datetime, statuses: Sequence[str]
+    integration_id: UUID,
+    since: datetime,
+    until: datetime,
+    statuses: Sequence[str],
+    triggered_by: str | None = None,
 ) -> Any:
-    """The window's events whose latest job ended in one of `statuses`: that job, oldest first."""
+    """The window's events (of event key `triggered_by`, if given) whose latest job ended in one
+    of `statuses`: that job, oldest first."""
     window = jobs.alias("w")
-    window_events = (
-        select(window.c.event_id)
-        .distinct()
-        .where(
-            window.c.integration_id == integration_id,
-            window.c.created_at >= since,
-            window.c.created_at < until,
-        )
-        .cte("window_events")
-    )
+    in_window = [
+        window.c.integration_id == integration_id,
+        window.c.created_at >= since,
+        window.c.created_at < until,
+    ]
+    if triggered_by is not None:
+        in_window.append(window.c.triggered_by == triggered_by)
+    window_events = select(window.c.event_id).distinct().where(*in_window).cte("window_events")
     latest = (
         select(
             jobs.c.id,
@@ -74,6 +77,7 @@ async def create(
     until: datetime,
     statuses: Sequence[str],
     ordered: bool = False,
+    triggered_by: str | None = None,
 ) -> ReplayRecord:
     """Record the replay and queue its jobs, in the caller's transaction.
 
@@ -98,7 +102,9 @@ async def create(
             .returning(replays.c.created_at)
         )
     ).scalar_one()
-    rows = (await conn.execute(_to_replay(integration_id, since, until, statuses))).all()
+    rows = (
+        await conn.execute(_to_replay(integration_id, since, until, statuses, triggered_by))
+    ).all()
     queued = [
         QueuedJob(
             uuid7(),
@@ -127,6 +133,20 @@ async def create(
         created_at=created_at,
         jobs={"pending": total} if total else {},
     )
+
+
+async def count_to_replay(
+    conn: AsyncConnection,
+    *,
+    integration_id: UUID,
+    since: datetime,
+    until: datetime,
+    statuses: Sequence[str],
+    triggered_by: str | None = None,
+) -> int:
+    """How many jobs `create` would queue now for the same window (what a confirmation shows)."""
+    to_replay = _to_replay(integration_id, since, until, statuses, triggered_by).subquery()
+    return int((await conn.execute(select(func.count()).select_from(to_replay))).scalar_one())
 
 
 def _aware(value: datetime) -> datetime:
