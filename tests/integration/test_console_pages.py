@@ -112,7 +112,7 @@ async def test_the_job_list_pages_through_every_job_once_newest_first_keeping_th
         "/console/integrations?after=2026-13-40T99:00:00Z_0193a4c2-7d1e-7c4e-9a51-3f0c2b1d9e88",
         "/console/integrations?after=2026-12-01T10:00:00Z_not-a-uuid",
         "/console/integrations?before=x_y&after=x_y",
-        "/console/logs?before=%00%ff",
+        "/console/logs?before=%ff",  # (a NUL is refused before, as in every filter)
         "/console/events?after=2026-12-01T10:00:00Z",
     ],
 )

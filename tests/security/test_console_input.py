@@ -89,8 +89,12 @@ async def test_a_live_log_cursor_out_of_range_is_ignored_not_a_500(
     cursor = quote(f"0001-01-01T00:00:00+14:00|{UUID(int=1)}")
 
     page = await client.get(f"/console/logs?after={cursor}")
+    async with client.get(f"/console/logs/stream?after={cursor}") as stream:
+        streamed = stream.status
 
-    assert page.status == 200
+    assert page.status == 400, "a page link out of range says so"
+    assert "Bad page link" in await page.text()
+    assert streamed == 200, "the stream starts from now"
 
 
 async def test_a_nul_character_in_a_form_is_a_400_page(signed_in: tuple[Client, str]) -> None:
