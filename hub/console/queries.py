@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -10,22 +9,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.store.models import integrations, logs
-
-
-@dataclass(frozen=True, slots=True)
-class StreamRow:
-    """One attempt of the store's log stream, with its integration's name."""
-
-    id: UUID
-    integration_id: UUID
-    integration_name: str
-    job_id: UUID
-    attempt: int
-    succeeded: bool
-    processing_time: float
-    status_code: int | None
-    error_detail: str | None
-    created_at: datetime
+from hub.store.pages import StoreLogRow, outcome, store_log_query, store_log_row
 
 
 async def stream_rows(
@@ -36,31 +20,16 @@ async def stream_rows(
     limit: int,
     integration_id: UUID | None = None,
     succeeded: bool | None = None,
-) -> list[StreamRow]:
+) -> list[StoreLogRow]:
     """The store's newest attempts (newest first) or, after `after`, those that came since
     (oldest first, so that a stream can append them in order); only one integration's, or
-    only those that succeeded (or failed), when asked."""
-    query = (
-        select(
-            logs.c.id,
-            logs.c.integration_id,
-            integrations.c.name,
-            logs.c.job_id,
-            logs.c.attempt,
-            logs.c.succeeded,
-            logs.c.processing_time,
-            logs.c.status_code,
-            logs.c.error_detail,
-            logs.c.created_at,
-        )
-        .join(integrations, integrations.c.id == logs.c.integration_id)
-        .where(logs.c.store_id == store_id)
-        .limit(limit)
-    )
+    only those that succeeded (or failed), when asked (the live log's pages' filter)."""
+    where = [logs.c.store_id == store_id]
     if integration_id is not None:
-        query = query.where(logs.c.integration_id == integration_id)
+        where.append(logs.c.integration_id == integration_id)
     if succeeded is not None:
-        query = query.where(logs.c.succeeded.is_(succeeded))
+        where.append(outcome(succeeded))
+    query = store_log_query(*where).limit(limit)
     if after is None:
         query = query.order_by(logs.c.created_at.desc(), logs.c.id.desc())
     else:
@@ -68,22 +37,7 @@ async def stream_rows(
         query = query.where(
             or_(logs.c.created_at > at, and_(logs.c.created_at == at, logs.c.id > last_id))
         ).order_by(logs.c.created_at, logs.c.id)
-    rows = await conn.execute(query)
-    return [
-        StreamRow(
-            id=r.id,
-            integration_id=r.integration_id,
-            integration_name=r.name,
-            job_id=r.job_id,
-            attempt=r.attempt,
-            succeeded=r.succeeded,
-            processing_time=r.processing_time,
-            status_code=r.status_code,
-            error_detail=r.error_detail,
-            created_at=r.created_at,
-        )
-        for r in rows
-    ]
+    return [store_log_row(r) for r in await conn.execute(query)]
 
 
 async def integration_names(

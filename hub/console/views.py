@@ -159,7 +159,7 @@ def _when(raw: str | None, name: str) -> datetime | None:
         raise Refused(400, "Bad filter", f"{name} {exc}") from None
 
 
-def _stream_row(row: queries.StreamRow | pages.StoreLogRow) -> dict[str, Any]:
+def _stream_row(row: pages.StoreLogRow) -> dict[str, Any]:
     return {
         "id": str(row.id),
         "integration_id": str(row.integration_id),

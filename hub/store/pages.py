@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Integer, func, literal, select, true
+from sqlalchemy import ColumnElement, Integer, Select, func, literal, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -97,7 +97,7 @@ async def logs_page(
 ) -> KeysetPage[LogRecord]:
     """The integration's attempts that meet every condition
     (`ix_integration_logs_integration_created`)."""
-    outcome = [_outcome(bool(c.values[0])) for c in conditions if c.field == "succeeded"]
+    outcome = [outcome(bool(c.values[0])) for c in conditions if c.field == "succeeded"]
     others = [c for c in conditions if c.field != "succeeded"]
     query = select(logs).where(
         logs.c.integration_id == integration_id,
@@ -116,7 +116,7 @@ async def logs_page(
     )
 
 
-def _outcome(succeeded: bool) -> ColumnElement[bool]:
+def outcome(succeeded: bool) -> ColumnElement[bool]:
     """`succeeded` or `NOT succeeded`, without a parameter: the latter is the predicate of
     `ix_integration_logs_failed`, which `succeeded IS false` or `= $1` would not match."""
     return logs.c.succeeded if succeeded else ~logs.c.succeeded
@@ -138,7 +138,27 @@ class StoreLogRow:
     created_at: datetime
 
 
-def _store_log_row(row: Any) -> StoreLogRow:
+def store_log_query(*where: ColumnElement[bool]) -> Select[Any]:
+    """The store's attempts with their integration's name, as `store_log_row` reads them."""
+    return (
+        select(
+            logs.c.id,
+            logs.c.integration_id,
+            integrations.c.name,
+            logs.c.job_id,
+            logs.c.attempt,
+            logs.c.succeeded,
+            logs.c.processing_time,
+            logs.c.status_code,
+            logs.c.error_detail,
+            logs.c.created_at,
+        )
+        .join(integrations, integrations.c.id == logs.c.integration_id)
+        .where(*where)
+    )
+
+
+def store_log_row(row: Any) -> StoreLogRow:
     return StoreLogRow(
         id=row.id,
         integration_id=row.integration_id,
@@ -168,31 +188,15 @@ async def store_logs_page(
     if integration_id is not None:
         where.append(logs.c.integration_id == integration_id)
     if succeeded is not None:
-        where.append(_outcome(succeeded))
-    query = (
-        select(
-            logs.c.id,
-            logs.c.integration_id,
-            integrations.c.name,
-            logs.c.job_id,
-            logs.c.attempt,
-            logs.c.succeeded,
-            logs.c.processing_time,
-            logs.c.status_code,
-            logs.c.error_detail,
-            logs.c.created_at,
-        )
-        .join(integrations, integrations.c.id == logs.c.integration_id)
-        .where(*where)
-    )
+        where.append(outcome(succeeded))
     return await fetch(
         conn,
-        query,
+        store_log_query(*where),
         at=logs.c.created_at,
         id_=logs.c.id,
         window=window,
         limit=limit,
-        convert=_store_log_row,
+        convert=store_log_row,
         count=select(logs.c.id).where(*where),
     )
 
