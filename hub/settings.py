@@ -106,6 +106,14 @@ class Settings(BaseSettings):
         description="How long an access token from POST /oauth/access_token lives (a bare "
         "number is seconds; 1 s to 1 day).",
     )
+    key_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description="How long a web process remembers a key or token it verified, so that a "
+        "request need not ask the database (0: never). A revoked key is forgotten by every "
+        "process at once, through a notice; this bounds what a lost notice could cost.",
+    )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         description="Browser origins that may call the API (comma-separated, e.g. "

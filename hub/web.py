@@ -8,13 +8,15 @@ operator console (`/console`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.api.http import PUBLISHER, RATE_LIMITER
+from hub.api.http import KNOWN_CREDENTIALS, PUBLISHER, RATE_LIMITER
 from hub.api.middleware import (
     IN_FLIGHT,
     InFlight,
@@ -32,8 +34,12 @@ from hub.appkeys import CATALOGUE, ENGINE, SETTINGS, SIGN_IN_LIMITER
 from hub.console import console_app
 from hub.events import EventCatalogue, load_catalogue
 from hub.ratelimit import RateLimiter, Share
+from hub.services.access import KnownCredentials
 from hub.services.publisher import Publisher
 from hub.settings import Settings
+from hub.store import notices
+from hub.store.engine import plain_url
+from hub.store.stores import KEYS_CHANNEL
 
 
 def create_app(
@@ -65,7 +71,9 @@ def create_app(
         settings.console_sign_in_rate / 60, settings.console_sign_in_burst, share=share
     )
     app[STATUS_CACHE] = StatusCache(ttl=settings.heartbeat_interval)
+    app[KNOWN_CREDENTIALS] = KnownCredentials(settings.key_cache_seconds)
     app.cleanup_ctx.append(_publisher)
+    app.cleanup_ctx.append(_revocation_notices)
     app.add_routes(ops)
     app.add_routes(openapi_routes)
     app.add_routes(oauth)
@@ -81,3 +89,21 @@ async def _publisher(app: web.Application) -> AsyncIterator[None]:
     app[PUBLISHER] = publisher
     yield
     await publisher.stop()
+
+
+async def _revocation_notices(app: web.Application) -> AsyncIterator[None]:
+    """Listen for key revocations, so that the credentials this process verified lately are
+    forgotten at once in every process (`hub.services.access.KnownCredentials`)."""
+    known = app[KNOWN_CREDENTIALS]
+    if known.ttl <= 0:
+        yield
+        return
+    url = plain_url(app[ENGINE].url.render_as_string(hide_password=False))
+    listening = asyncio.create_task(
+        notices.listen(url, {KEYS_CHANNEL: known.forget_all}, heard=known.trust),
+        name="hub-key-notices",
+    )
+    yield
+    listening.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listening

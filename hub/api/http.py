@@ -23,7 +23,7 @@ from hub.errors import (
     ValidationFailed,
 )
 from hub.ratelimit import RateLimiter
-from hub.services.access import Admit, authenticate
+from hub.services.access import Admit, KnownCredentials, authenticate, judge
 from hub.services.inputs import DEPTH_PROBLEM, nesting_problem
 from hub.services.publisher import Publisher
 from hub.services.validation import problems
@@ -31,6 +31,7 @@ from hub.store.records import Page
 
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 PUBLISHER = web.AppKey("publisher", Publisher)
+KNOWN_CREDENTIALS = web.AppKey("known_credentials", KnownCredentials)
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -130,14 +131,17 @@ async def authorize(request: web.Request, permission: Permission) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":
         raise Unauthenticated()
+    token = token.strip()
+    store = request.headers.get("X-Hub-Store") or None
+    known = request.app[KNOWN_CREDENTIALS]
+    if store is None and (principal := known.get(token)) is not None:
+        # Verified lately (`KnownCredentials`): no connection needed.
+        judge(principal, permission, rate_limit(request))
+        return principal
     async with request.app[ENGINE].connect() as conn:
         try:
             return await authenticate(
-                conn,
-                token.strip(),
-                permission,
-                store=request.headers.get("X-Hub-Store") or None,
-                admit=rate_limit(request),
+                conn, token, permission, store=store, admit=rate_limit(request), known=known
             )
         except PermissionDenied as exc:
             if not exc.other_store:

@@ -62,7 +62,7 @@ from hub.retry import Fail, Retry, Succeed, decide
 from hub.services import operational
 from hub.services.processes import Heartbeat, new_process_id
 from hub.settings import Settings
-from hub.store import attempts, claiming, enqueue, retention, rollup, vapid
+from hub.store import attempts, claiming, enqueue, notices, retention, rollup, vapid
 from hub.store.engine import distrust_connections, driver, plain_url, storage_unavailable
 
 log = structlog.get_logger(__name__)
@@ -597,24 +597,13 @@ class Worker:
     # --- wake-ups ----------------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        """LISTEN for publishes; if the connection drops, poll until it is back."""
-        delay = 0.5
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(plain_url(self.database_url))
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(enqueue.CHANNEL, lambda *_args: self._wake.set())
-                delay = 0.5
-                self._wake.set()  # catch up on anything published while not listening
-                await lost.wait()
-                log.warning("listener_connection_lost")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("listener_unavailable", error=str(exc) or type(exc).__name__)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), 2)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        """LISTEN for publishes; while the connection is down the worker polls, and once it is
+        back it claims at once (anything may have been published meanwhile)."""
+
+        def heard(listening: bool) -> None:
+            if listening:
+                self._wake.set()
+
+        await notices.listen(
+            plain_url(self.database_url), {enqueue.CHANNEL: self._wake.set}, heard=heard
+        )

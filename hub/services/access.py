@@ -15,13 +15,20 @@ characters) and the key itself give a token of the same store and role, valid fo
 configured time (`HUB_TOKEN_TTL`). A token is a row of its own, not a signed self-contained
 value: revoking the key ends its tokens at the very next request, and no signing secret has to
 be shared by every hub process.
+
+`KnownCredentials` lets a web process skip the database for a credential it verified in the
+last few seconds (`HUB_KEY_CACHE_SECONDS`); a revocation still takes effect at the next request
+(see the class).
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -50,6 +57,80 @@ Admit = Callable[[Principal], None]
 """Called with the identified key before its rights are judged; raises to refuse."""
 
 
+class KnownCredentials:
+    """Credentials this process verified lately and the principals they stand for: a hit
+    spares the request the key's lookup and a pooled connection.
+
+    Kept by the SHA-256 of the credential (never the credential itself), for `ttl` seconds at
+    most and never past an access token's expiry; at most `size` of them, the least recently
+    used forgotten first. Only what the database confirmed is kept: an unknown credential asks
+    the database every time. Revoking a key notifies every process
+    (`hub.store.stores.KEYS_CHANNEL`), which forgets everything (`forget_all`), so a revocation
+    takes effect at the next request as it did without the cache; while the process cannot
+    hear those notices (its listening connection is down) the cache is not used at all
+    (`trust(False)`), and `ttl` bounds what a lost notice could cost. `ttl` 0: no cache.
+    """
+
+    def __init__(
+        self, ttl: float, *, size: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._clock = clock
+        self._known: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()
+        self._trusted = False
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the cache is in use (revocation notices can reach this process)."""
+        return self._trusted
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def trust(self, listening: bool) -> None:
+        """Whether revocation notices can reach this process now; either way, forget all."""
+        self._trusted = listening and self.ttl > 0
+        self._known.clear()
+
+    def forget_all(self) -> None:
+        self._known.clear()
+
+    def get(self, credential: str) -> Principal | None:
+        if not self._trusted:
+            return None
+        key = _fingerprint(credential)
+        found = self._known.get(key)
+        if found is None:
+            return None
+        principal, until = found
+        if self._clock() >= until:
+            del self._known[key]
+            return None
+        self._known.move_to_end(key)
+        return principal
+
+    def remember(
+        self, credential: str, principal: Principal, *, expires_at: datetime | None = None
+    ) -> None:
+        if not self._trusted:
+            return
+        lifetime = self.ttl
+        if expires_at is not None:
+            lifetime = min(lifetime, (expires_at - datetime.now(UTC)).total_seconds())
+        if lifetime <= 0:
+            return
+        key = _fingerprint(credential)
+        self._known[key] = (principal, self._clock() + lifetime)
+        self._known.move_to_end(key)
+        while len(self._known) > self.size:
+            self._known.popitem(last=False)
+
+
+def _fingerprint(credential: str) -> bytes:
+    return hashlib.sha256(credential.encode()).digest()
+
+
 async def authenticate(
     conn: AsyncConnection,
     token: str,
@@ -57,23 +138,33 @@ async def authenticate(
     *,
     store: str | None = None,
     admit: Admit | None = None,
+    known: KnownCredentials | None = None,
 ) -> Principal:
     """The principal `token` stands for, acting on `store` (default: the key's own).
 
     The key's lookup is one prepared statement on the driver connection, in autocommit unless
     `conn` is in a transaction (then it joins it): no BEGIN or ROLLBACK round trips, and none of
-    SQLAlchemy's per-statement work, on every request.
+    SQLAlchemy's per-statement work, on every request; none at all when `known` has it (an
+    edge that holds no connection yet asks `known` first and `judge`s the principal itself).
     """
-    principal = await identify(conn, token)
+    principal = (known.get(token) if known is not None else None) or await identify(
+        conn, token, known=known
+    )
+    judge(principal, permission, admit)
+    if store is None:
+        return principal
+    return await on_store(conn, principal, store)
+
+
+def judge(principal: Principal, permission: Permission, admit: Admit | None = None) -> None:
+    """The checks of an identified principal, in `authenticate`'s order: `admit`, then the
+    role's rights (`PermissionDenied`)."""
     if admit is not None:
         admit(principal)
     if not principal.can(permission):
         raise PermissionDenied(
             f"This key's role ({principal.role}) does not allow this action", role=principal.role
         )
-    if store is None:
-        return principal
-    return await on_store(conn, principal, store)
 
 
 async def on_store(conn: AsyncConnection, principal: Principal, store: str) -> Principal:
@@ -92,9 +183,12 @@ async def on_store(conn: AsyncConnection, principal: Principal, store: str) -> P
     return Principal(principal.key_id, principal.role, found.id, found.name)
 
 
-async def identify(conn: AsyncConnection, token: str) -> Principal:
+async def identify(
+    conn: AsyncConnection, token: str, *, known: KnownCredentials | None = None
+) -> Principal:
     """The principal of the key that `token` is, or that the access token `token` was issued
-    for (its store, its role); else `Unauthenticated`."""
+    for (its store, its role); else `Unauthenticated`. Asks the database, and tells `known`."""
+    expires_at: datetime | None = None
     prefix = key_prefix(token)
     if prefix is not None:
         found = await stores.find_active_key(await driver_of(conn), prefix)
@@ -102,11 +196,16 @@ async def identify(conn: AsyncConnection, token: str) -> Principal:
         prefix = token_prefix(token)
         if prefix is None:
             raise Unauthenticated()
-        found = await stores.find_active_token(await driver_of(conn), prefix)
+        found_token = await stores.find_active_token(await driver_of(conn), prefix)
+        found = None if found_token is None else found_token[:2]
+        expires_at = None if found_token is None else found_token[2]
     if found is None or not key_matches(token, found[1]):
         raise Unauthenticated()
     key = found[0]
-    return Principal(key.id, key.role, key.store_id, key.store_name)
+    principal = Principal(key.id, key.role, key.store_id, key.store_name)
+    if known is not None:
+        known.remember(token, principal, expires_at=expires_at)
+    return principal
 
 
 GRANT_TYPES = ("client_credentials",)

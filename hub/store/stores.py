@@ -2,7 +2,9 @@
 
 The key check (`find_active_key`, `find_active_token`) runs for every request and every
 consumed message: each is one prepared statement on the driver connection (`hub.store`'s SQL
-rule).
+rule). The web processes remember the credentials they verified lately
+(`hub.services.access.KnownCredentials`); revoking a key notifies `KEYS_CHANNEL` at its commit,
+so that every process forgets them at once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.ids import uuid7
 from hub.store.models import access_tokens, api_keys, stores
 from hub.store.records import ApiKeyRecord, StoreRecord
+
+#: The channel notified when a key is revoked.
+KEYS_CHANNEL = "hub_keys"
 
 
 async def ensure_store(conn: AsyncConnection, name: str) -> StoreRecord:
@@ -140,9 +145,9 @@ async def insert_token(
 
 async def find_active_token(
     db: asyncpg.Connection, prefix: str
-) -> tuple[ApiKeyRecord, bytes] | None:
-    """The key of the unexpired token with this prefix, if that key is not revoked, and the
-    token's stored hash (on the driver connection, like `find_active_key`)."""
+) -> tuple[ApiKeyRecord, bytes, datetime] | None:
+    """The key of the unexpired token with this prefix, if that key is not revoked, the
+    token's stored hash and its expiry (on the driver connection, like `find_active_key`)."""
     row = await db.fetchrow(_FIND_ACCESS, prefix)
     if row is None:
         return None
@@ -155,12 +160,12 @@ async def find_active_token(
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
     )
-    return key, bytes(row["token_hash"])
+    return key, bytes(row["token_hash"]), row["expires_at"]
 
 
 _FIND_ACCESS = """
     SELECT k.id, k.store_id, s.name AS store_name, k.role, k.prefix, k.created_at,
-           k.revoked_at, t.token_hash
+           k.revoked_at, t.token_hash, t.expires_at
     FROM access_tokens AS t
     JOIN api_keys AS k ON k.id = t.key_id
     JOIN stores AS s ON s.id = k.store_id
@@ -178,9 +183,14 @@ async def list_keys(conn: AsyncConnection) -> list[ApiKeyRecord]:
 
 
 async def revoke_key(conn: AsyncConnection, key_id: UUID) -> bool:
+    """Revoke the key (False if there is no active key `key_id`), and notify `KEYS_CHANNEL`
+    at the commit of `conn`'s transaction."""
     result = await conn.execute(
         update(api_keys)
         .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
         .values(revoked_at=func.now())
     )
-    return result.rowcount > 0
+    if result.rowcount == 0:
+        return False
+    await conn.execute(select(func.pg_notify(KEYS_CHANNEL, "")))
+    return True
