@@ -35,6 +35,7 @@ from hub.store import sessions as session_store
 from hub.store import stores
 from hub.store.engine import create_engine, database_url, migrate, migrate_url
 from hub.store.models import ROLES
+from hub.supervise import run_copies
 
 if TYPE_CHECKING:
     from hub.services.processes import DeploymentStatus
@@ -56,8 +57,10 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="listen with SO_REUSEPORT, so that several `hub serve` processes share one port",
     )
+    _processes_option(serve, "copies of the API (and dispatcher) sharing one port")
 
-    sub.add_parser("worker", help="run a dispatcher only")
+    worker = sub.add_parser("worker", help="run a dispatcher only")
+    _processes_option(worker, "copies of the dispatcher")
     sub.add_parser("migrate", help="apply the database migrations (alembic upgrade head)")
     status = sub.add_parser(
         "status", help="the deployment: live processes, the queue by lane, lag, deliveries"
@@ -307,6 +310,15 @@ An Elastic Path client (such as @elasticpath/js-sdk) takes the host and protocol
     )
 
 
+def _processes_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help=f"run N {what}, one per core (HUB_PROCESSES, default 1); see hub.supervise",
+    )
+
+
 def _run_service(main: Coroutine[Any, Any, None]) -> None:
     """Run a long-lived service (`serve`, `worker`, `dev`) on uvloop when it is installed (its
     transports halve the event loop's cost per database round trip and HTTP request); the
@@ -322,8 +334,9 @@ def _run_service(main: Coroutine[Any, Any, None]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        settings = Settings()
+    processes: int | None = getattr(args, "processes", None)
+    try:  # --processes is validated as HUB_PROCESSES would be
+        settings = Settings() if processes is None else Settings(processes=processes)
     except ValidationError as exc:
         print(f"hub: invalid settings:\n{exc}", file=sys.stderr)
         return 2
@@ -370,23 +383,27 @@ def _run(
         assert keyring is not None
         return asyncio.run(_rotate_secrets(url, keyring))
     if args.command == "worker":
-        _run_service(runner.work(settings, url))
-        return 0
+        return run_copies(settings.processes, lambda: _run_service(runner.work(settings, url)))
     if args.command == "dev":
         key = _dev(settings, url)
         _print_welcome(settings, key)
         options = runner.ServeOptions(settings.host, settings.port, do_migrate=False)
         _run_service(runner.serve(settings, url, options))
         return 0
+    copies = settings.processes
+    if copies > 1 and settings.port == 0:
+        print("hub: --processes needs a fixed port (the copies share it)", file=sys.stderr)
+        return 2
+    if copies > 1 and not args.no_migrate:
+        migrate_url(url)  # once, before the copies start
     options = runner.ServeOptions(
         settings.host,
         settings.port,
         with_worker=not args.no_worker,
-        do_migrate=not args.no_migrate,
-        reuse_port=args.reuse_port,
+        do_migrate=not args.no_migrate and copies == 1,
+        reuse_port=args.reuse_port or copies > 1,
     )
-    _run_service(runner.serve(settings, url, options))
-    return 0
+    return run_copies(copies, lambda: _run_service(runner.serve(settings, url, options)))
 
 
 if __name__ == "__main__":

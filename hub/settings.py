@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".hub"), description="Where the embedded server lives.")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Copies of `hub serve` or `hub worker` one command runs (`--processes`), "
+        "one per core; the copies of `hub serve` share the port (SO_REUSEPORT).",
+    )
     public_url: str | None = Field(
         default=None, description="Base of absolute links; default http://<host>:<port>."
     )

@@ -145,8 +145,8 @@ class Processes:
         self.started.append(process)
         return process
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        return self._spawn("worker", "worker")
+    def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
+        return self._spawn("worker", "worker", *args)
 
     def start_api(self, port: int, *args: str) -> subprocess.Popen[bytes]:
         """`hub serve --no-worker --no-migrate` on 127.0.0.1:`port` (the test's database is
@@ -161,9 +161,11 @@ class Processes:
         await self.wait_ready(self.start_api(port), port)
         return f"http://127.0.0.1:{port}"
 
-    async def start_serve(self, port: int, *, timeout: float = 60) -> subprocess.Popen[bytes]:
+    async def start_serve(
+        self, port: int, *args: str, timeout: float = 60
+    ) -> subprocess.Popen[bytes]:
         """`hub serve` (API and dispatcher) on `port` of 127.0.0.1, once `/readyz` says so."""
-        process = self._spawn("serve", "serve", "--host", "127.0.0.1", "--port", str(port))
+        process = self._spawn("serve", "serve", "--host", "127.0.0.1", "--port", str(port), *args)
         await self.wait_ready(process, port, timeout)
         return process
 
