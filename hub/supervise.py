@@ -11,12 +11,16 @@ The parent only supervises: SIGTERM or SIGINT is passed on to every copy (each s
 gracefully, as it would alone), and the parent exits once they all have, with the worst exit
 status. A copy that exits on its own (a crash, or a failed start) makes the parent stop the
 others and exit non-zero: a service that is not what it was asked to be should not limp on, and
-whatever runs the hub (systemd, Kubernetes, Compose) restarts it whole.
+whatever runs the hub (systemd, Kubernetes, Compose) restarts it whole. Should the parent itself
+be killed (SIGKILL, the OOM killer), every copy gets SIGTERM from the kernel (Linux's
+`PR_SET_PDEATHSIG`) and stops gracefully: no copy outlives its command.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import sys
@@ -29,6 +33,8 @@ log = structlog.get_logger(__name__)
 
 #: Exit status when a copy ended on its own (it crashed or could not start).
 COPY_FAILED = 1
+#: prctl(2)'s option: the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 
 def run_copies(count: int, service: Callable[[], None]) -> int:
@@ -40,13 +46,24 @@ def run_copies(count: int, service: Callable[[], None]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     children: dict[int, int] = {}
+    parent = os.getpid()
     for number in range(count):
         pid = os.fork()
         if pid == 0:  # the copy
+            _stop_with_parent(parent)
             _run_copy(service)
         children[pid] = number
     log.info("copies_started", count=count, pids=sorted(children))
     return _supervise(children)
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Ask the kernel for SIGTERM when the parent dies (Linux); exit now if it already has."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(COPY_FAILED)
 
 
 def _run_copy(service: Callable[[], None]) -> None:

@@ -133,6 +133,21 @@ async def test_a_copy_that_dies_stops_the_others_and_the_command_fails(
         procs.kill_all()
 
 
+async def test_copies_stop_gracefully_when_their_parent_is_killed(
+    fresh_db: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    procs = Processes(fresh_db, tmp_path, FLEET)
+    try:
+        parent = procs.start_worker("--processes", "2")
+        copies = await copies_of(engine, "worker", 2)
+        await procs.sigkill(parent)
+        await eventually(lambda: all(map(gone, copies)), what="both copies stopped")
+        # Gracefully: each left the registry on its way out.
+        assert await live(engine, "worker") == {}
+    finally:
+        procs.kill_all()
+
+
 async def test_processes_needs_a_fixed_port_and_a_sane_count(fresh_db: str, tmp_path: Path) -> None:
     procs = Processes(fresh_db, tmp_path, FLEET)
     try:
