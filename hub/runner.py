@@ -290,7 +290,9 @@ async def _listening(
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        await web.TCPSite(
+            runner, host, port, reuse_port=reuse_port or None, backlog=settings.listen_backlog
+        ).start()
     except BaseException:
         await runner.cleanup()
         raise

@@ -145,6 +145,14 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds a request's body has to arrive once its headers have (408 beyond).",
     )
+    listen_backlog: int = Field(
+        default=2048,
+        ge=1,
+        le=65535,
+        description="Connections the kernel may hold for the API before it takes them (the "
+        "listen queue; capped by net.core.somaxconn). A burst of new connections beyond it is "
+        "not refused but stalls: each waits for SYN retransmits, 1 s, 3 s, 7 s…",
+    )
     max_connections_per_client: int = Field(
         default=256,
         ge=0,
