@@ -6,12 +6,16 @@ webhook under it (see `bench.sink`). Payloads look like a real order event, abou
 
 from __future__ import annotations
 
+import errno as os_errno
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+
+from bench.wire import Connections, WireError
 
 EVENT_KEY = "order.created"
 FANOUT_KEY = "benchfanout.created"
@@ -79,10 +83,25 @@ class Sent:
     """The HTTP status; 0 when no answer came (a connection error)."""
     retry_after: str | None = None
     """The answer's `Retry-After` header, if it had one."""
+    error: str | None = None
+    """With no answer: the client's error (its exception's class name)."""
 
     @property
     def accepted(self) -> bool:
         return self.status == 202
+
+
+#: Publishing goes through `bench.wire` (a lean client: the driver shares the machine with the
+#: hub); everything else through aiohttp.
+#: Connections the driver keeps to the API at most: under the hub's per-client cap
+#: (`HUB_MAX_CONNECTIONS_PER_CLIENT`, 256), which closes a client's connections beyond it on
+#: arrival. An open-loop scenario's requests wait for a free one, and that wait counts in their
+#: latency (it is measured from when each request was due).
+CONNECTIONS = 200
+#: The loopback addresses the driver's connections come from (each a client of its own).
+CLIENT_ADDRESSES = tuple(f"127.0.0.{n}" for n in range(1, 9))
+#: Seconds a request may take before it counts as unanswered.
+TIMEOUT = 300.0
 
 
 class HubClient:
@@ -96,15 +115,26 @@ class HubClient:
             "Content-Type": "application/json",
         }
         self._session: aiohttp.ClientSession | None = None
+        where = urlsplit(base_url)
+        host = where.hostname or "127.0.0.1"
+        self._wire = Connections(
+            host,
+            where.port or 80,
+            per_address=CONNECTIONS,
+            # Several clients, as far as the hub's per-client cap sees: under overload, the
+            # hub is to see the load, not a queue in this driver.
+            addresses=CLIENT_ADDRESSES if host == "127.0.0.1" else ("",),
+        )
 
     async def __aenter__(self) -> HubClient:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
+            connector=aiohttp.TCPConnector(limit=CONNECTIONS),
             timeout=aiohttp.ClientTimeout(total=300),
         )
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
+        self._wire.close()
         if self._session is not None:
             await self._session.close()
 
@@ -145,23 +175,20 @@ class HubClient:
         """POST one event (`single`: as `data: {...}`) or a batch. Unless 202, raises `ApiError`
         (`check`) or returns the answer's status (`check=False`)."""
         data: Any = events[0] if single else events
-        body = orjson.dumps({"data": data})
+        request = self._wire.request(
+            "POST", "/v2/events", self._publish, orjson.dumps({"data": data})
+        )
         sent_at = time.monotonic()
         try:
-            async with self.session.post(
-                f"{self.base_url}/v2/events", data=body, headers=self._publish
-            ) as response:
-                answer = await response.read()
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-        except aiohttp.ClientError as exc:
+            answer = await self._wire.send(request, timeout=TIMEOUT)
+        except (WireError, TimeoutError) as exc:
             if check:
                 raise ApiError(f"publish: {type(exc).__name__}: {exc}") from exc
-            return Sent(sent_at, time.monotonic() - sent_at, len(events), 0)
+            return Sent(sent_at, time.monotonic() - sent_at, len(events), 0, error=_error(exc))
         seconds = time.monotonic() - sent_at
-        if check and status != 202:
-            raise ApiError(f"publish: {status} {answer.decode(errors='replace')[:500]}")
-        return Sent(sent_at, seconds, len(events), status, retry_after)
+        if check and answer.status != 202:
+            raise ApiError(f"publish: {answer.status} {answer.body.decode(errors='replace')[:500]}")
+        return Sent(sent_at, seconds, len(events), answer.status, answer.retry_after)
 
     async def get(self, path: str) -> float:
         """GET `path` with the manage key; the seconds it took (raises unless 200)."""
@@ -171,3 +198,14 @@ class HubClient:
             if response.status != 200:
                 raise ApiError(f"GET {path}: {response.status} {await response.text()}")
         return time.monotonic() - started
+
+
+def _error(exc: BaseException) -> str:
+    """`ClientOSError(ECONNRESET)`: what a request that got no answer ran into."""
+    name = type(exc).__name__
+    if isinstance(exc, WireError):
+        return f"{name}({str(exc).partition(':')[0]})"
+    errno = getattr(exc, "errno", None)
+    if isinstance(errno, int) and errno in os_errno.errorcode:
+        return f"{name}({os_errno.errorcode[errno]})"
+    return name

@@ -20,6 +20,8 @@ class BenchConfig:
 
     quick: bool
     worker_concurrency: int
+    api_processes: int = 1
+    """Copies of the API (`hub serve --no-worker --processes N`, one port); `--api-processes`."""
     warmup_events: int = 200
     baseline_seconds: float = 6.0
     """Each of the two baseline runs."""
@@ -56,15 +58,21 @@ class BenchConfig:
     batch_size: int = BATCH_SIZE
 
     @classmethod
-    def build(cls, *, quick: bool) -> BenchConfig:
+    def build(cls, *, quick: bool, api_processes: int = 1) -> BenchConfig:
         concurrency = int(
             os.environ.get("HUB_WORKER_CONCURRENCY", "") or DEFAULT_WORKER_CONCURRENCY
         )
         claim_limit = min(CLAIM_LIMIT, concurrency)
         if not quick:
-            return cls(quick=False, worker_concurrency=concurrency, claim_limit=claim_limit)
+            return cls(
+                quick=False,
+                worker_concurrency=concurrency,
+                claim_limit=claim_limit,
+                api_processes=api_processes,
+            )
         return cls(
             quick=True,
+            api_processes=api_processes,
             worker_concurrency=concurrency,
             claim_limit=claim_limit,
             warmup_events=100,

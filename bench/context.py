@@ -34,7 +34,7 @@ class Bench:
 
     def pids(self) -> dict[str, list[int]]:
         return {
-            "api": [self.api.pid] if self.api.running() else [],
+            "api": self.api.pids(),
             "worker": [self.worker.pid] if self.worker.running() else [],
             "sink": [self.sink.pid],
             "driver": [os.getpid()],

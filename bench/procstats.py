@@ -30,6 +30,16 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (from /proc; none once it is gone)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                found.extend(int(p) for p in (task / "children").read_text().split())
+    return sorted(set(found))
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds `pid` has used so far, None once it is gone."""
     try:
@@ -99,17 +109,22 @@ class RssMonitor:
     def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
         self.pids: dict[str, int] = {}
+        self.families: set[str] = set()
         self.max_mb: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def watch(self, name: str, pid: int) -> None:
+    def watch(self, name: str, pid: int, *, with_children: bool = False) -> None:
+        """Watch `pid` (and, `with_children`, its children: their RSS summed)."""
         self.pids[name] = pid
+        if with_children:
+            self.families.add(name)
 
     def sample(self) -> None:
         for name, pid in list(self.pids.items()):
-            value = rss_mb(pid)
-            if value is not None:
-                self.max_mb[name] = round(max(self.max_mb.get(name, 0.0), value), 1)
+            family = [pid, *children(pid)] if name in self.families else [pid]
+            values = [v for v in map(rss_mb, family) if v is not None]
+            if values:
+                self.max_mb[name] = round(max(self.max_mb.get(name, 0.0), sum(values)), 1)
 
     async def _run(self) -> None:
         while True:

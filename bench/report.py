@@ -225,9 +225,7 @@ def _fmt(value: float | None, unit: str = "") -> str:
 
 
 def _statuses(counts: dict[str, int]) -> str:
-    return ", ".join(
-        f"{n} x {status if status != '0' else 'no answer'}" for status, n in counts.items()
-    )
+    return ", ".join(f"{n} x {_status(status)}" for status, n in counts.items())
 
 
 def rows(results: Results) -> list[tuple[str, str, str]]:
@@ -472,3 +470,12 @@ def render(results: Results) -> str:
         parts += ["", "errors:"]
         parts += [f"  {name}: {error}" for name, error in results.errors.items()]
     return "\n".join(parts)
+
+
+def _status(key: str) -> str:
+    """`503`, or `no answer (ClientOSError)` for a request that got none (`0 <error>`)."""
+    if key == "0":
+        return "no answer"
+    if key.startswith("0 "):
+        return f"no answer ({key[2:]})"
+    return key

@@ -30,6 +30,7 @@ import aiohttp
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from bench.procstats import children
 from hub.store.engine import plain_url, start_embedded
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -179,6 +180,10 @@ class HubProcess:
     def running(self) -> bool:
         return self.process.poll() is None
 
+    def pids(self) -> list[int]:
+        """This process and its children (the copies of `--processes N`), while it runs."""
+        return [self.pid, *children(self.pid)] if self.running() else []
+
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
 
@@ -190,6 +195,7 @@ class Hub:
     database_url: str
     work_dir: Path
     worker_concurrency: int
+    api_processes: int = 1
     api_port: int = field(default_factory=free_port)
     started: list[HubProcess] = field(default_factory=list)
     secret_key: str | None = None
@@ -274,7 +280,8 @@ class Hub:
         return self.run_cli("keys", "create", "--store", store, "--role", role).strip().split()[-1]
 
     async def start_api(self, timeout: float = 60) -> HubProcess:
-        api = self._spawn("api", "serve", "--no-worker", "--no-migrate")
+        copies = ("--processes", str(self.api_processes)) if self.api_processes > 1 else ()
+        api = self._spawn("api", "serve", "--no-worker", "--no-migrate", *copies)
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while True:
@@ -282,11 +289,16 @@ class Hub:
                     raise BenchError(f"`hub serve` exited at start:\n{api.log_tail()}")
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with session.get(f"{self.api_url}/readyz") as response:
-                        if response.status == 200:
+                        if response.status == 200 and len(api.pids()) == self._family_size:
                             return api
                 if time.monotonic() > deadline:
                     raise BenchError(f"`hub serve` not ready within {timeout} s:\n{api.log_tail()}")
                 await asyncio.sleep(0.1)
+
+    @property
+    def _family_size(self) -> int:
+        """Processes of a running API: itself, or the parent and its copies."""
+        return 1 if self.api_processes == 1 else 1 + self.api_processes
 
     def start_worker(self) -> HubProcess:
         return self._spawn("worker", "worker")

@@ -31,9 +31,12 @@ def event_ids(group: str, count: int) -> list[str]:
 
 
 def failures(sent: Iterable[Sent]) -> dict[str, int]:
-    """Publish requests not answered 202, by status (`0`: no answer)."""
+    """Publish requests not answered 202, by status (`0 <error>`: no answer, and why)."""
     return {
-        str(status): n for status, n in Counter(s.status for s in sent if not s.accepted).items()
+        status: n
+        for status, n in Counter(
+            str(s.status) if s.status else f"0 {s.error}" for s in sent if not s.accepted
+        ).items()
     }
 
 
