@@ -97,12 +97,12 @@ async def logs_page(
 ) -> KeysetPage[LogRecord]:
     """The integration's attempts that meet every condition
     (`ix_integration_logs_integration_created`)."""
-    outcome = [outcome(bool(c.values[0])) for c in conditions if c.field == "succeeded"]
+    outcomes = [outcome(bool(c.values[0])) for c in conditions if c.field == "succeeded"]
     others = [c for c in conditions if c.field != "succeeded"]
     query = select(logs).where(
         logs.c.integration_id == integration_id,
         logs.c.store_id == store_id,
-        *outcome,
+        *outcomes,
         *listing.where(others, log_store.FILTERABLE),
     )
     return await fetch(
@@ -224,8 +224,10 @@ async def statuses_of(
 ) -> list[IntegrationStatusRecord]:
     """`logs.integration_status` of a page of integrations in two statements rather than three
     per integration, its `jobs` counting only the unfinished ones (pending, delivering, held:
-    `ix_integration_jobs_integration_status`); the rest from each one's newest logs
-    (`ix_integration_logs_integration_created`), each a `LIMIT 1` probe or a `window` range.
+    `ix_integration_jobs_integration_status`); its last success as recorded on the integration
+    (`integrations.last_success_at`, by its primary key); the rest from each one's newest logs
+    (`ix_integration_logs_integration_created`, `ix_integration_logs_failed`), each a
+    `LIMIT 1` probe or a `window` range.
 
     `recent`, when given, is each integration's (attempts, successes) of the window, already
     counted (from the rollup): the `window` range of the logs is then not read."""
@@ -247,9 +249,7 @@ async def statuses_of(
     mine = logs.c.integration_id == page.c.id
     newest = (logs.c.created_at.desc(), logs.c.id.desc())
     last_attempt = select(logs.c.created_at).where(mine).order_by(*newest).limit(1)
-    last_success = (
-        select(logs.c.created_at).where(mine, logs.c.succeeded).order_by(*newest).limit(1)
-    )
+    last_success = select(integrations.c.last_success_at).where(integrations.c.id == page.c.id)
     failure = (
         select(logs.c.created_at, logs.c.error_detail, logs.c.status_code)
         .where(mine, ~logs.c.succeeded)
