@@ -2,6 +2,11 @@
 an integration's jobs and attempts, and the store's attempts with their integration's name (the
 live log's history). Each is one index range scan from its cursor; the filters they take are
 `hub.store.listing`'s conditions, on the columns each list names.
+
+And the other reads of the console's pages: the live log's stream (`stream_rows`, the attempts
+since the last one sent) and its filter's choices (`integration_names`), the names of the
+integrations a page mentions (`names_of`), and the status columns of a page of integrations
+(`statuses_of`). The console builds no SQL of its own.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Integer, Select, func, literal, select, true
+from sqlalchemy import ColumnElement, Integer, Select, and_, func, literal, or_, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -199,6 +204,47 @@ async def store_logs_page(
         convert=store_log_row,
         count=select(logs.c.id).where(*where),
     )
+
+
+async def stream_rows(
+    conn: AsyncConnection,
+    store_id: UUID,
+    *,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+    integration_id: UUID | None = None,
+    succeeded: bool | None = None,
+) -> list[StoreLogRow]:
+    """The store's newest attempts (newest first) or, after `after`, those that came since
+    (oldest first, so that a stream can append them in order); only one integration's, or
+    only those that succeeded (or failed), when asked (the live log's pages' filter)."""
+    where = [logs.c.store_id == store_id]
+    if integration_id is not None:
+        where.append(logs.c.integration_id == integration_id)
+    if succeeded is not None:
+        where.append(outcome(succeeded))
+    query = store_log_query(*where).limit(limit)
+    if after is None:
+        query = query.order_by(logs.c.created_at.desc(), logs.c.id.desc())
+    else:
+        at, last_id = after
+        query = query.where(
+            or_(logs.c.created_at > at, and_(logs.c.created_at == at, logs.c.id > last_id))
+        ).order_by(logs.c.created_at, logs.c.id)
+    return [store_log_row(r) for r in await conn.execute(query)]
+
+
+async def integration_names(
+    conn: AsyncConnection, store_id: UUID, *, limit: int
+) -> list[tuple[UUID, str]]:
+    """The store's live integrations, (id, name) by name: what the live log's filter offers."""
+    rows = await conn.execute(
+        select(integrations.c.id, integrations.c.name)
+        .where(integrations.c.store_id == store_id, integrations.c.deleted_at.is_(None))
+        .order_by(integrations.c.name, integrations.c.id)
+        .limit(limit)
+    )
+    return [(r.id, r.name) for r in rows]
 
 
 async def names_of(
