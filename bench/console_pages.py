@@ -96,6 +96,13 @@ GENERATE = [
     WHERE j.at + interval '5 seconds' < now()
     """,
 ]
+#: What recording those attempts would have left on the integrations (`hub.store.attempts`).
+LAST_SUCCESS = """
+    UPDATE integrations AS i
+    SET last_success_at = (SELECT max(l.created_at) FROM integration_logs AS l
+                           WHERE l.integration_id = i.id AND l.succeeded)
+    WHERE i.store_id = $1
+"""
 
 
 @dataclass
@@ -211,6 +218,7 @@ async def run(total_logs: int, runs: int, *, keep: bool = False) -> dict[str, An
                 for sql in GENERATE:
                     args = [store.id, jobs] + ([busy, BUSY] if "$3" in sql else [])
                     await raw.execute(sql, *args, timeout=3600)
+                await raw.execute(LAST_SUCCESS, store.id, timeout=3600)
                 await raw.execute("VACUUM ANALYZE events, integration_jobs, integration_logs")
                 report["generate_seconds"] = round(time.monotonic() - started, 1)
                 report["rows"] = {

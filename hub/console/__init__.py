@@ -1,5 +1,6 @@
-"""The operator console served at /console: pages (`views`), sessions and CSRF (`sessions`),
-and the reads only its pages need (`queries`)."""
+"""The operator console served at /console: pages (`views`), sessions and CSRF (`sessions`).
+It builds no SQL: its pages read through the store (`hub.store.pages` and the aggregates'
+modules)."""
 
 from hub.console.views import console_app
 

@@ -206,6 +206,11 @@ class Picker:
             by_resource.setdefault(key.partition(".")[0], []).append(key)
         return cls(tuple((r, tuple(keys)) for r, keys in sorted(by_resource.items())))
 
+    @property
+    def size(self) -> int:
+        """How many keys it offers."""
+        return sum(len(keys) for _, keys in self.groups)
+
 
 # --- from a form to an input -------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from aiohttp_sse import sse_response
 
 from hub.appkeys import CATALOGUE, ENGINE
 from hub.auth import Permission, key_prefix
-from hub.console import bulk, charts, editing, paging, queries, search, sessions, switching
+from hub.console import bulk, charts, editing, paging, search, sessions, switching
 from hub.console.sessions import (
     CURRENT,
     LOGIN_CSRF_COOKIE,
@@ -506,7 +506,7 @@ async def logs_page(request: web.Request) -> web.Response:
             window=window,
             limit=paging.PAGE_SIZE,
         )
-        names = await queries.integration_names(conn, session.store_id, limit=500)
+        names = await pages.integration_names(conn, session.store_id, limit=500)
     rows = page.items
     live = window.older_than is None and window.newer_than is None
     outcome = request.query.get("outcome", "")
@@ -550,7 +550,7 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
     engine = request.config_dict[ENGINE]
     if after is None:
         async with engine.connect() as conn:
-            newest = await queries.stream_rows(
+            newest = await pages.stream_rows(
                 conn,
                 session.store_id,
                 after=None,
@@ -566,7 +566,7 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
             if await sessions.find(request) is None:
                 break
             async with engine.connect() as conn:
-                rows = await queries.stream_rows(
+                rows = await pages.stream_rows(
                     conn,
                     session.store_id,
                     after=after,

@@ -1,7 +1,8 @@
 """Recording attempts: one log row per attempt and the job moved on, in one statement, with the
-circuit breaker's clock (`hub.store.breaker`), a 410's switch-off, and the next job of a key let
-go when an ordered one ends (`hub.store.ordered`). Job life, the breaker and ordering:
-`hub.store`. Per attempt, so on the driver connection as prepared statements.
+circuit breaker's clock (`hub.store.breaker`) and the integration's last success, a 410's
+switch-off, and the next job of a key let go when an ordered one ends (`hub.store.ordered`).
+Job life, the breaker and ordering: `hub.store`. Per attempt, so on the driver connection as
+prepared statements.
 """
 
 from __future__ import annotations
@@ -81,11 +82,12 @@ async def record_attempts(
     in the same transaction; with `breaker_after` (None or zero: no breaker) an integration
     failing for longer is switched off and its pending jobs held.
 
-    One statement (`_RECORD`) writes the logs, moves the jobs and the breaker's clock, and names
-    the integrations failing for longer than `breaker_after`. That is all a batch whose
-    integrations' last word was a success needs: on a connection in autocommit it runs alone,
-    one round trip. A batch that may disable an integration (a 410, or a failure with the
-    breaker on) takes more statements, in the caller's transaction or else one of its own.
+    One statement (`_RECORD`) writes the logs, moves the jobs, the breaker's clock and each
+    integration's `last_success_at`, and names the integrations failing for longer than
+    `breaker_after`. That is all a batch whose integrations' last word was a success needs: on
+    a connection in autocommit it runs alone, one round trip. A batch that may disable an
+    integration (a 410, or a failure with the breaker on) takes more statements, in the
+    caller's transaction or else one of its own.
 
     A batch in which ordered jobs end, or that disables an integration, first takes the queue
     locks of all its integrations (`ordered.lock_queues`: before any row lock, so that it never
@@ -148,6 +150,7 @@ async def _record(
         clock.failing,
         clock.restarted,
         breaker_after or None,
+        list({r.integration_id for r in records if r.succeeded}),
     )
     moved = {row[0] for row in rows if not row[1]}
     overdue = [row[0] for row in rows if row[1]]
@@ -163,12 +166,16 @@ async def _record(
     return Recorded(moved, tuple(switched_off))
 
 
-#: The logs, the jobs and the breaker's clock (`breaker.Clock`) of a batch of attempts in one
-#: statement (data-modifying WITHs run whether or not the outer query reads them), from arrays:
-#: one statement text whatever the batch size. It returns the jobs moved on (`false`) and the
-#: integrations whose failing stretch is older than $17 (`true`: to be tripped). Every part of
-#: a statement sees the rows as they were before it; the clock's updates leave a running
-#: stretch untouched unless it restarts, so the last part reads the stretch the clock leaves.
+#: The logs, the jobs, the breaker's clock (`breaker.Clock`) and the integrations' last success
+#: of a batch of attempts in one statement (data-modifying WITHs run whether or not the outer
+#: query reads them), from arrays: one statement text whatever the batch size. It returns the
+#: jobs moved on (`false`) and the integrations whose failing stretch is older than $17
+#: (`true`: to be tripped). Every part of a statement sees the rows as they were before it;
+#: the clock's update leaves a running stretch untouched unless it restarts, so the last part
+#: reads the stretch the clock leaves. An integration's row is updated once (one UPDATE both
+#: moves the clock and, for those with a success in the batch ($18), sets `last_success_at`
+#: to `now()`, the `created_at` of the logs written: `greatest` keeps a later one that a
+#: concurrent batch, begun after this one, has already committed).
 _RECORD = """
     WITH attempts AS (
         SELECT *
@@ -200,12 +207,21 @@ _RECORD = """
         FROM attempts AS a
         WHERE j.id = a.job_id AND j.status = 'delivering' AND j.lease_owner = $1
         RETURNING j.id
-    ), recovered AS (
-        UPDATE integrations SET failing_since = NULL
-        WHERE id = ANY($14::uuid[]) AND failing_since IS NOT NULL
-    ), failing AS (
-        UPDATE integrations SET failing_since = now()
-        WHERE id = ANY($15::uuid[]) AND (failing_since IS NULL OR id = ANY($16::uuid[]))
+    ), clocked AS (
+        UPDATE integrations
+        SET failing_since = CASE
+                WHEN id = ANY($14::uuid[]) THEN NULL
+                WHEN id = ANY($15::uuid[]) AND (failing_since IS NULL OR id = ANY($16::uuid[]))
+                    THEN now()
+                ELSE failing_since
+            END,
+            last_success_at = CASE
+                WHEN id = ANY($18::uuid[]) THEN greatest(last_success_at, now())
+                ELSE last_success_at
+            END
+        WHERE (id = ANY($14::uuid[]) AND failing_since IS NOT NULL)
+           OR (id = ANY($15::uuid[]) AND (failing_since IS NULL OR id = ANY($16::uuid[])))
+           OR id = ANY($18::uuid[])
     )
     SELECT id, false FROM moved
     UNION ALL

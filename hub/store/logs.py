@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.store import listing
 from hub.store.listing import NEWEST_FIRST, Condition, Order
-from hub.store.models import jobs, logs
+from hub.store.models import integrations, jobs, logs
 from hub.store.records import (
     IntegrationRecord,
     IntegrationStatusRecord,
@@ -97,7 +97,8 @@ async def integration_status(
     """Job counts by status and the attempts' story: last attempt, success, error, recent rate.
 
     Served by the indexes on jobs (integration_id, status) and logs (integration_id,
-    created_at DESC, id DESC); `window` is how far back the recent counts look.
+    created_at DESC, id DESC), and the last success as recorded on the integration
+    (`last_success_at`); `window` is how far back the recent counts look.
     """
     job_counts = {
         status: count
@@ -121,10 +122,8 @@ async def integration_status(
         await conn.execute(
             select(
                 select(logs.c.created_at).where(mine).order_by(*newest).limit(1).scalar_subquery(),
-                select(logs.c.created_at)
-                .where(mine, logs.c.succeeded)
-                .order_by(*newest)
-                .limit(1)
+                select(integrations.c.last_success_at)
+                .where(integrations.c.id == integration.id)
                 .scalar_subquery(),
                 recent.c.attempts,
                 recent.c.succeeded,

@@ -153,6 +153,10 @@ class Integration(Base):
     a time, in publish order (`hub.ordering`); unset: unordered."""
     failing_since: Mapped[datetime | None] = _ts(nullable=True)
     """Start of the current unbroken stretch of failed attempts (the circuit breaker's clock)."""
+    last_success_at: Mapped[datetime | None] = _ts(nullable=True)
+    """When its newest successful attempt was recorded (the log's `created_at`): moved by the
+    statement that records attempts (`hub.store.attempts`), so that a status reads it from
+    here rather than walking back through the logs past every failure."""
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()

@@ -2,6 +2,11 @@
 an integration's jobs and attempts, and the store's attempts with their integration's name (the
 live log's history). Each is one index range scan from its cursor; the filters they take are
 `hub.store.listing`'s conditions, on the columns each list names.
+
+And the other reads of the console's pages: the live log's stream (`stream_rows`, the attempts
+since the last one sent) and its filter's choices (`integration_names`), the names of the
+integrations a page mentions (`names_of`), and the status columns of a page of integrations
+(`statuses_of`). The console builds no SQL of its own.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Integer, Select, func, literal, select, true
+from sqlalchemy import ColumnElement, Integer, Select, and_, func, literal, or_, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -97,12 +102,12 @@ async def logs_page(
 ) -> KeysetPage[LogRecord]:
     """The integration's attempts that meet every condition
     (`ix_integration_logs_integration_created`)."""
-    outcome = [outcome(bool(c.values[0])) for c in conditions if c.field == "succeeded"]
+    outcomes = [outcome(bool(c.values[0])) for c in conditions if c.field == "succeeded"]
     others = [c for c in conditions if c.field != "succeeded"]
     query = select(logs).where(
         logs.c.integration_id == integration_id,
         logs.c.store_id == store_id,
-        *outcome,
+        *outcomes,
         *listing.where(others, log_store.FILTERABLE),
     )
     return await fetch(
@@ -201,6 +206,47 @@ async def store_logs_page(
     )
 
 
+async def stream_rows(
+    conn: AsyncConnection,
+    store_id: UUID,
+    *,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+    integration_id: UUID | None = None,
+    succeeded: bool | None = None,
+) -> list[StoreLogRow]:
+    """The store's newest attempts (newest first) or, after `after`, those that came since
+    (oldest first, so that a stream can append them in order); only one integration's, or
+    only those that succeeded (or failed), when asked (the live log's pages' filter)."""
+    where = [logs.c.store_id == store_id]
+    if integration_id is not None:
+        where.append(logs.c.integration_id == integration_id)
+    if succeeded is not None:
+        where.append(outcome(succeeded))
+    query = store_log_query(*where).limit(limit)
+    if after is None:
+        query = query.order_by(logs.c.created_at.desc(), logs.c.id.desc())
+    else:
+        at, last_id = after
+        query = query.where(
+            or_(logs.c.created_at > at, and_(logs.c.created_at == at, logs.c.id > last_id))
+        ).order_by(logs.c.created_at, logs.c.id)
+    return [store_log_row(r) for r in await conn.execute(query)]
+
+
+async def integration_names(
+    conn: AsyncConnection, store_id: UUID, *, limit: int
+) -> list[tuple[UUID, str]]:
+    """The store's live integrations, (id, name) by name: what the live log's filter offers."""
+    rows = await conn.execute(
+        select(integrations.c.id, integrations.c.name)
+        .where(integrations.c.store_id == store_id, integrations.c.deleted_at.is_(None))
+        .order_by(integrations.c.name, integrations.c.id)
+        .limit(limit)
+    )
+    return [(r.id, r.name) for r in rows]
+
+
 async def names_of(
     conn: AsyncConnection, store_id: UUID, integration_ids: Sequence[UUID]
 ) -> dict[UUID, str]:
@@ -224,8 +270,10 @@ async def statuses_of(
 ) -> list[IntegrationStatusRecord]:
     """`logs.integration_status` of a page of integrations in two statements rather than three
     per integration, its `jobs` counting only the unfinished ones (pending, delivering, held:
-    `ix_integration_jobs_integration_status`); the rest from each one's newest logs
-    (`ix_integration_logs_integration_created`), each a `LIMIT 1` probe or a `window` range.
+    `ix_integration_jobs_integration_status`); its last success as recorded on the integration
+    (`integrations.last_success_at`, by its primary key); the rest from each one's newest logs
+    (`ix_integration_logs_integration_created`, `ix_integration_logs_failed`), each a
+    `LIMIT 1` probe or a `window` range.
 
     `recent`, when given, is each integration's (attempts, successes) of the window, already
     counted (from the rollup): the `window` range of the logs is then not read."""
@@ -247,9 +295,7 @@ async def statuses_of(
     mine = logs.c.integration_id == page.c.id
     newest = (logs.c.created_at.desc(), logs.c.id.desc())
     last_attempt = select(logs.c.created_at).where(mine).order_by(*newest).limit(1)
-    last_success = (
-        select(logs.c.created_at).where(mine, logs.c.succeeded).order_by(*newest).limit(1)
-    )
+    last_success = select(integrations.c.last_success_at).where(integrations.c.id == page.c.id)
     failure = (
         select(logs.c.created_at, logs.c.error_detail, logs.c.status_code)
         .where(mine, ~logs.c.succeeded)

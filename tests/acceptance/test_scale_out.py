@@ -129,16 +129,12 @@ async def test_two_apis_and_three_workers_deliver_ten_thousand_events_once_each(
     fresh_db: str, engine: AsyncEngine, tmp_path: Path
 ) -> None:
     procs = Processes(fresh_db, tmp_path, FLEET)
-    ports = [free_port(), free_port()]
     started = time.monotonic()
     async with running_sink(Sink()) as sink, api_on(fresh_db, engine) as api:
         await api.create_webhook(sink.url)
-        publisher = Publisher(ports, api.tenant.keys["publish"])
         try:
-            apis = [procs.start_api(port) for port in ports]
-            workers = [procs.start_worker() for _ in range(3)]
-            for process, port in zip(apis, ports, strict=True):
-                await procs.wait_ready(process, port)
+            fleet = await procs.start_fleet(apis=2, workers=3)
+            publisher = Publisher(fleet.ports, api.tenant.keys["publish"])
             await eventually(
                 lambda: _roles_are(engine, {"api": 2, "worker": 3}),
                 timeout=20,
@@ -161,7 +157,7 @@ async def test_two_apis_and_three_workers_deliver_ten_thousand_events_once_each(
             took = await eventually(
                 done_watching_owners, timeout=300, what="every job succeeded", interval=0.2
             )
-            assert all(p.poll() is None for p in [*apis, *workers]), procs.output()
+            assert all(p.poll() is None for p in [*fleet.apis, *fleet.workers]), procs.output()
         except BaseException:
             print(procs.output())
             raise
@@ -184,7 +180,7 @@ async def test_two_apis_and_three_workers_deliver_ten_thousand_events_once_each(
     assert set(per_job) == set(rows), "every job reached the sink, and nothing else did"
     assert duplicates == set(), "no delivery was made twice"
     assert logs_per_job(await log_rows(engine)) == dict.fromkeys(rows, 1)
-    assert pids == {str(w.pid) for w in workers}, "all three workers took part"
+    assert pids == {str(w.pid) for w in fleet.workers}, "all three workers took part"
     assert "processes: 5 live" in status_while_running, status_while_running
     assert status_while_running.count(" api ") == 2, status_while_running
     assert status_while_running.count(" worker ") == 3, status_while_running
@@ -208,17 +204,14 @@ async def test_killing_an_api_and_a_worker_loses_nothing_and_repeats_only_attemp
             "HUB_WORKER_CONCURRENCY": str(concurrency),
         },
     )
-    ports = [free_port(), free_port()]
     # Slow enough that a kill finds requests in flight, fast enough for 10,000 events.
     async with running_sink(Sink(delay=0.05)) as sink, api_on(fresh_db, engine) as api:
         await api.create_webhook(sink.url)
-        publisher = Publisher(ports, api.tenant.keys["publish"])
         stranded: set[UUID] = set()
         try:
-            apis = [procs.start_api(port) for port in ports]
-            workers = [procs.start_worker() for _ in range(3)]
-            for process, port in zip(apis, ports, strict=True):
-                await procs.wait_ready(process, port)
+            fleet = await procs.start_fleet(apis=2, workers=3)
+            apis, workers, ports = fleet.apis, fleet.workers, fleet.ports
+            publisher = Publisher(ports, api.tenant.keys["publish"])
             # Paced (5 s at least), so that publishing still goes on when the API is killed.
             publishing = asyncio.create_task(
                 publisher.publish_all(batches("kill", EVENTS), concurrency=2, pace=0.1)
@@ -294,15 +287,12 @@ async def test_a_rolling_deploy_loses_nothing_and_clients_see_no_5xx(
 ) -> None:
     events = 3_000
     procs = Processes(fresh_db, tmp_path, FLEET)
-    ports = [free_port(), free_port()]
     async with running_sink(Sink(delay=0.01)) as sink, api_on(fresh_db, engine) as api:
         await api.create_webhook(sink.url)
-        publisher = Publisher(ports, api.tenant.keys["publish"])
         try:
-            apis = [procs.start_api(port) for port in ports]
-            workers = [procs.start_worker() for _ in range(2)]
-            for process, port in zip(apis, ports, strict=True):
-                await procs.wait_ready(process, port)
+            fleet = await procs.start_fleet(apis=2, workers=2)
+            apis, workers, ports = fleet.apis, fleet.workers, fleet.ports
+            publisher = Publisher(ports, api.tenant.keys["publish"])
             await eventually(
                 lambda: _roles_are(engine, {"api": 2, "worker": 2}),
                 timeout=20,
@@ -401,11 +391,9 @@ async def test_the_registry_forgets_a_killed_process_once_stale_and_a_stopped_on
     fresh_db: str, engine: AsyncEngine, tmp_path: Path
 ) -> None:
     procs = Processes(fresh_db, tmp_path, FLEET)
-    port = free_port()
     try:
-        api = procs.start_api(port)
-        killed, stopped = procs.start_worker(), procs.start_worker()
-        await procs.wait_ready(api, port)
+        fleet = await procs.start_fleet(apis=1, workers=2)
+        [port], (killed, stopped) = fleet.ports, fleet.workers
         await eventually(
             lambda: _roles_are(engine, {"api": 1, "worker": 2}), timeout=20, what="registered"
         )

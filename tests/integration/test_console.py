@@ -304,6 +304,43 @@ async def test_a_manage_key_test_sends_and_retries_a_failed_job_and_pages_show_a
     assert "integration.test" in test_job
 
 
+async def test_the_pages_show_the_last_success_and_filter_the_attempts_by_outcome(
+    stack: Stack,
+) -> None:
+    client = stack.client
+    integration_id = await stack.create_integration(webhook_integration())
+    for order in ("o-ok", "o-fail"):  # the failure after the success
+        payload = {"data": {"type": "order", "id": order}}
+        await stack.publish(
+            {"data": {"type": "event", "triggered_by": "order.created", "payload": payload}}
+        )
+        stack.start_worker()
+        await eventually(lambda: _found(_settled(stack, integration_id)))
+        await stack.stop_workers()
+    logs = (await stack.get(f"/v2/integrations/{integration_id}/logs"))["data"]
+    [succeeded_at] = [log["meta"]["timestamps"]["created_at"] for log in logs if log["succeeded"]]
+    await sign_in(client, stack.tenant.keys["view"])
+    base = f"/console/integrations/{integration_id}"
+
+    listing = await (await client.get("/console/integrations")).text()
+    page = await (await client.get(base)).text()
+    failed = await (await client.get(f"{base}?logs=failed")).text()
+    ok = await (await client.get(f"{base}?logs=ok")).text()
+
+    shown = re.compile(r'data-label="Last success"><time datetime="([^"]+)"')
+    assert [s[:19] for s in shown.findall(listing)] == [succeeded_at[:19]]
+    assert f'<dt>Last success</dt><dd><time datetime="{succeeded_at[:19]}' in page
+    assert "HTTP 500" in failed
+    assert 'badge-succeeded">ok' not in failed.split("<h2>Attempts", 1)[1]
+    assert "HTTP 500" not in ok.split("<h2>Attempts", 1)[1]
+    assert 'badge-succeeded">ok' in ok.split("<h2>Attempts", 1)[1]
+
+
+async def _settled(stack: Stack, integration_id: str) -> list[dict[str, Any]] | None:
+    jobs = await stack.jobs(integration_id)
+    return jobs if all(j["status"] in ("succeeded", "failed") for j in jobs) else None
+
+
 async def _found(result: Any) -> bool:
     return (await result) is not None
 

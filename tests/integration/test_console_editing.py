@@ -3,6 +3,7 @@ what bad form input gets (a page with the problem, never a 500) and what reaches
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -253,6 +254,30 @@ BAD_FORMS: list[dict[str, str]] = [
         "web_push:urgency": "asap",
     },
 ]
+
+
+async def test_the_catalogue_is_folded_once_something_is_picked_unless_the_pick_is_wrong(
+    console: TestClient[Any, Any], tenant: Tenant
+) -> None:
+    integration_id = await _create_by_api(console, tenant)
+    await sign_in(console, tenant.keys["manage"])
+    catalogue = re.compile(
+        r'<details class="catalogue" data-testid="observes-catalogue"\s*(open)?>'
+    )
+
+    new = await (await console.get(NEW)).text()
+    edit = await (await console.get(f"/console/integrations/{integration_id}/edit")).text()
+    token = await page_csrf(console, NEW)
+    unpicked = await (await console.post(NEW, data=webhook_form(token, observes=""))).text()
+    retyped = await (await console.post(NEW, data=webhook_form(token, name=""))).text()
+
+    assert [m.group(1) for m in catalogue.finditer(new)] == ["open"]
+    assert [m.group(1) for m in catalogue.finditer(edit)] == [None]
+    assert "1 picked" in edit
+    assert [m.group(1) for m in catalogue.finditer(unpicked)] == ["open"], "nothing picked"
+    assert 'data-error-for="observes"' in unpicked
+    assert [m.group(1) for m in catalogue.finditer(retyped)] == [None], "picked, wrong elsewhere"
+    assert 'value="order.created" checked' in retyped
 
 
 @pytest.mark.parametrize("bad", BAD_FORMS, ids=range(len(BAD_FORMS)))

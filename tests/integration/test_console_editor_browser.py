@@ -97,6 +97,7 @@ async def _fill_new(page: Page, stack: Stack, kind: str, name: str, values: dict
     await page.select_option("#f-type", kind)
     for path, value in values.items():
         await page.fill(f'[name="{kind}:{path}"]', value)
+    await expect(page.get_by_test_id("observes-catalogue")).to_have_attribute("open", "")
     await page.check('input[name=observes][value="order.created"]')
 
 
@@ -166,6 +167,11 @@ async def test_an_edit_with_the_secret_left_blank_keeps_the_secret(
     await page.set_viewport_size(WIDE)
     await page.fill("#f-name", "Order hook v2")
     await page.fill('[name="webhook:url"]', "https://example.com/hooks/v2")
+    catalogue = page.get_by_test_id("observes-catalogue")
+    await expect(catalogue).not_to_have_attribute("open", "")  # picked already: folded
+    await expect(catalogue.locator("summary")).to_contain_text("1 picked")
+    await expect(page.locator('input[name=observes][value="order.updated"]')).to_be_hidden()
+    await catalogue.locator("summary").click()
     await page.check('input[name=observes][value="order.updated"]')
     await page.get_by_test_id("save").click()
 

@@ -1,6 +1,7 @@
 """The console's paging, event search, bulk retry and charts in Debian's Chromium (Playwright),
-against an in-process hub; screenshots of the front page and an integration page at 1280 and
-390 px land in tests/artifacts/ (not committed) for a person to look at."""
+against an in-process hub; screenshots of the front page, an integration page, the event search,
+an event and the bulk retry at 1280 and 390 px land in tests/artifacts/ (not committed) for a
+person to look at; at 390 px none of them is wider than the screen."""
 
 from __future__ import annotations
 
@@ -56,6 +57,15 @@ async def _page(browser: Browser, stack: Stack, role: str, width: int = 1280) ->
     return page
 
 
+async def _shots(page: Page, name: str) -> None:
+    """The page as it is, at 1280 px and then at 390 px (left at 1280 px)."""
+    for width in (1280, 390):
+        await page.set_viewport_size({"width": width, "height": 900})
+        await _shot(page, f"{name}-{width}")
+        assert await page.evaluate("document.documentElement.scrollWidth") <= width
+    await page.set_viewport_size({"width": 1280, "height": 900})
+
+
 async def test_an_operator_pages_through_jobs_and_back(stack: Stack, browser: Browser) -> None:
     expect.set_options(timeout=WAIT_MS)
     integration_id = await stack.create_integration(webhook_integration())
@@ -91,6 +101,7 @@ async def test_an_operator_finds_an_event_by_its_resource_id_and_sees_its_jobs(
     found = page.get_by_test_id("events").locator("tbody tr")
     await expect(found).to_have_count(1)
     await expect(found).to_contain_text("o-fail")
+    await _shots(page, "search")
     await found.locator("a").first.click()
 
     await expect(page.get_by_test_id("resource-id")).to_have_text("o-fail")
@@ -98,6 +109,7 @@ async def test_an_operator_finds_an_event_by_its_resource_id_and_sees_its_jobs(
     await expect(job).to_have_count(1)
     await expect(job).to_contain_text("Order hook")
     await expect(job).to_contain_text("HTTP 500")
+    await _shots(page, "event")
     await page.context.close()
 
 
@@ -120,9 +132,11 @@ async def test_an_operator_retries_all_failed_jobs_after_confirming_how_many(
 
     await expect(page.get_by_test_id("bulk-count")).to_contain_text("3 failed job(s)")
     assert len(await stack.jobs(integration_id)) == 4  # nothing happened yet
+    await _shots(page, "bulk-retry")
     await page.get_by_test_id("bulk-submit").click()
 
     await expect(page.locator(".flash-ok")).to_contain_text("Retry queued: 3 failed job(s)")
+    await _shots(page, "bulk-retry-queued")
 
     async def delivered() -> bool:
         jobs = await stack.jobs(integration_id)

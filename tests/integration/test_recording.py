@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.store import attempts, claiming
+from hub.store import attempts, claiming, integrations, logs, pages
 from hub.store.engine import create_engine, driver
 
 OWNER = "test:1:recording"
@@ -185,6 +185,59 @@ async def test_the_last_word_of_a_batch_moves_the_breakers_clock(q: Queue) -> No
     assert restarted["failing_since"] > long_ago, "a success in the batch ended the old stretch"
     assert (await q.integration_row(starting))["failing_since"] is not None
     assert (await q.integration_row(slowed))["failing_since"] == long_ago, "a 429 moves nothing"
+
+
+async def test_the_last_success_is_the_newest_successful_attempt_and_a_later_failure_keeps_it(
+    q: Queue,
+) -> None:
+    integration = await q.integration()
+    never = await q.integration()
+    await q.jobs(integration, 4)
+    await q.jobs(never, 1)
+    first, second, third, fourth, doomed = sorted(
+        await q.claim(5), key=lambda job: (job.integration_id == never, job.id)
+    )
+    assert doomed.integration_id == never
+
+    async def last_success(integration_id: UUID) -> tuple[datetime | None, datetime | None]:
+        """As the integration keeps it, and as the console's list and the API's status read it."""
+        [row] = await q.sql(
+            "SELECT last_success_at FROM integrations WHERE id = $1", integration_id
+        )
+        async with q.engine.connect() as conn:
+            record = await integrations.get_integration(conn, q.store, integration_id)
+            assert record is not None
+            [listed] = await pages.statuses_of(conn, [record], window=timedelta(hours=1))
+            status = await logs.integration_status(conn, record, window=timedelta(hours=1))
+        assert listed.last_success_at == status.last_success_at == row["last_success_at"]
+        return row["last_success_at"], listed.last_attempt_at
+
+    async def newest_success_logged(integration_id: UUID) -> datetime:
+        [row] = await q.sql(
+            "SELECT max(created_at) FROM integration_logs WHERE integration_id = $1 AND succeeded",
+            integration_id,
+        )
+        at: datetime = row[0]
+        return at
+
+    assert await last_success(integration) == (None, None)
+    await q.record([outcome(first, 200)])
+    succeeded_at, attempted_at = await last_success(integration)
+    assert succeeded_at == attempted_at == await newest_success_logged(integration)
+
+    await q.record([outcome(second, 503)])
+    still, attempted_at = await last_success(integration)
+    assert still == succeeded_at, "a later failure leaves the last success as it was"
+    assert attempted_at is not None
+    assert succeeded_at is not None
+    assert attempted_at > succeeded_at
+
+    await q.record([outcome(third, 200), outcome(fourth, 500), outcome(doomed, 500)])
+    again, _ = await last_success(integration)
+    assert again is not None
+    assert again > succeeded_at, "a success earlier in a batch counts"
+    assert again == await newest_success_logged(integration)
+    assert (await last_success(never))[0] is None, "only successes set it"
 
 
 async def test_a_failure_past_the_stretch_trips_the_integration_and_holds_its_retries(

@@ -111,6 +111,16 @@ def free_port() -> int:
 
 
 @dataclass
+class Fleet:
+    """The API and worker processes of `Processes.start_fleet`; `apis[i]` listens on
+    `ports[i]`. A test that restarts one puts the new process in its place."""
+
+    ports: list[int]
+    apis: list[subprocess.Popen[bytes]]
+    workers: list[subprocess.Popen[bytes]]
+
+
+@dataclass
 class Processes:
     """`hub worker` and `hub serve` processes of one test; `kill_all` in a `finally` leaves none
     behind. Each process logs to `<log_dir>/<kind>-<n>.log`."""
@@ -168,6 +178,21 @@ class Processes:
         process = self._spawn("serve", "serve", "--host", "127.0.0.1", "--port", str(port), *args)
         await self.wait_ready(process, port, timeout)
         return process
+
+    async def start_fleet(self, *, apis: int, workers: int, timeout: float = 60) -> Fleet:
+        """`apis` API processes (`start_api`, each on a free port) and `workers` `hub worker`
+        processes, all started before any is waited for, so that they boot side by side;
+        returned once every API answers `/readyz` (a worker has no readiness to wait for: the
+        registry shows it, see `hub.store.processes`)."""
+        ports = [free_port() for _ in range(apis)]
+        fleet = Fleet(
+            ports=ports,
+            apis=[self.start_api(port) for port in ports],
+            workers=[self.start_worker() for _ in range(workers)],
+        )
+        for process, port in zip(fleet.apis, fleet.ports, strict=True):
+            await self.wait_ready(process, port, timeout)
+        return fleet
 
     async def wait_ready(
         self, process: subprocess.Popen[bytes], port: int, timeout: float = 60
