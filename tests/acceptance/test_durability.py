@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deliverers.webhook import NON_2XX_DETAIL
 from hub.store import claiming
-from hub.store.engine import create_engine, driver
+from hub.store.engine import driver
 from tests.support.processes import Processes, api_on
 from tests.support.queue import job_rows, leased_by, log_rows, logs_per_job, status_counts
 from tests.support.sinks import Sink, running_sink
@@ -32,13 +30,6 @@ FAST = {
     "HUB_WORKER_POLL_INTERVAL": "0.2",
     "HUB_RETRY_SCHEDULE": "0.2s,0.2s",
 }
-
-
-@pytest.fixture
-async def engine(fresh_db: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(fresh_db, pool_size=3)
-    yield engine
-    await engine.dispose()
 
 
 async def all_succeeded(engine: AsyncEngine, total: int) -> bool:

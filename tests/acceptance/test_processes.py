@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.store.engine import create_engine
 from hub.store.models import HubProcess
 from tests.conftest import event_body
 from tests.support.processes import Processes, api_on, free_port, one_fleet_at_a_time
@@ -30,13 +29,6 @@ pytestmark = pytest.mark.timeout(240)
 def _one_fleet_at_a_time() -> Iterator[None]:
     with one_fleet_at_a_time():
         yield
-
-
-@pytest.fixture
-async def engine(fresh_db: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(fresh_db, pool_size=3)
-    yield engine
-    await engine.dispose()
 
 
 async def live(engine: AsyncEngine, role: str) -> dict[int, str | None]:

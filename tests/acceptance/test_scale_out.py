@@ -28,7 +28,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.store.engine import create_engine
 from hub.store.models import jobs, processes
 from tests.support.processes import (
     HUB,
@@ -63,13 +62,6 @@ pytestmark = pytest.mark.timeout(480)
 def _one_fleet_at_a_time() -> Iterator[None]:
     with one_fleet_at_a_time():
         yield
-
-
-@pytest.fixture
-async def engine(fresh_db: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(fresh_db, pool_size=3)
-    yield engine
-    await engine.dispose()
 
 
 def batches(prefix: str, count: int, size: int = BATCH) -> list[list[dict[str, Any]]]:

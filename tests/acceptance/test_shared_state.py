@@ -9,7 +9,7 @@ import asyncio
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.store.engine import create_engine
 from hub.store.models import api_keys, console_sessions
 from tests.support.processes import HUB, Processes, api_on, free_port, one_fleet_at_a_time
 from tests.support.waiting import eventually
@@ -31,13 +30,6 @@ pytestmark = pytest.mark.timeout(480)
 def _one_fleet_at_a_time() -> Iterator[None]:
     with one_fleet_at_a_time():
         yield
-
-
-@pytest.fixture
-async def engine(fresh_db: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(fresh_db, pool_size=3)
-    yield engine
-    await engine.dispose()
 
 
 def browser() -> aiohttp.ClientSession:
