@@ -88,8 +88,13 @@ async def test_serve_with_two_processes_shares_one_port_and_stops_whole_on_sigte
             assert parent.pid not in copies, "the parent only supervises"
             assert set(copies.values()) == {f"127.0.0.1:{port}"}
             # Each copy has its own listener on the one port (SO_REUSEPORT): the kernel spreads
-            # new connections over them.
-            assert all(listening_on(pid, port) for pid in copies)
+            # new connections over them. A copy registers (its first heartbeat) just before it
+            # listens, so the listeners may come a moment after the rows.
+            await eventually(
+                lambda: all(listening_on(pid, port) for pid in copies),
+                timeout=10,
+                what="each copy listening on the port",
+            )
             assert not listening_on(parent.pid, port)
 
             headers = {"Authorization": f"Bearer {api.tenant.keys['publish']}"}

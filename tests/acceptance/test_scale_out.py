@@ -38,7 +38,14 @@ from tests.support.processes import (
     numbered_events,
     one_fleet_at_a_time,
 )
-from tests.support.queue import job_rows, leased_by, log_rows, logs_per_job, status_counts
+from tests.support.queue import (
+    job_rows,
+    leased_by,
+    log_rows,
+    logs_per_job,
+    queue_picture,
+    status_counts,
+)
 from tests.support.sinks import Sink, running_sink
 from tests.support.waiting import eventually
 
@@ -146,12 +153,14 @@ async def test_two_apis_and_three_workers_deliver_ten_thousand_events_once_each(
             publish_started = time.monotonic()
             await publisher.publish_all(batches("tenk", EVENTS), concurrency=4)
             published = time.monotonic() - publish_started
+            assert len(publisher.accepted) == EVENTS, (publisher.statuses, publisher.refused)
             took = await eventually(
                 done_watching_owners, timeout=300, what="every job succeeded", interval=0.2
             )
             assert all(p.poll() is None for p in [*fleet.apis, *fleet.workers]), procs.output()
         except BaseException:
             print(procs.output())
+            print(await queue_picture(engine))
             raise
         finally:
             procs.kill_all()
@@ -164,7 +173,7 @@ async def test_two_apis_and_three_workers_deliver_ten_thousand_events_once_each(
         f"\n[scale-out] events={EVENTS} apis=2 workers=3 publish={published:.1f}s "
         f"({EVENTS / published:.0f}/s) delivered_after_publish={took:.1f}s "
         f"requests={len(sink.hits)} duplicates={len(duplicates)} "
-        f"total={time.monotonic() - started:.1f}s"
+        f"total={time.monotonic() - started:.1f}s refused_then_retried={dict(publisher.refused)}"
     )
     assert publisher.statuses == Counter({202: EVENTS // BATCH}), publisher.statuses
     assert await status_counts(engine) == Counter({"succeeded": EVENTS}), procs.output()
@@ -232,11 +241,13 @@ async def test_killing_an_api_and_a_worker_loses_nothing_and_repeats_only_attemp
             workers[0] = procs.start_worker()
             await procs.wait_ready(apis[0], ports[0])
             await publishing
+            assert len(publisher.accepted) == EVENTS, (publisher.statuses, publisher.refused)
             took = await eventually(
                 lambda: all_succeeded(engine, EVENTS), timeout=300, what="every job succeeded"
             )
         except BaseException:
             print(procs.output())
+            print(await queue_picture(engine))
             raise
         finally:
             procs.kill_all()
@@ -248,7 +259,8 @@ async def test_killing_an_api_and_a_worker_loses_nothing_and_repeats_only_attemp
     print(
         f"\n[scale-out kills] events={EVENTS} open_requests_at_kill={open_at_kill} "
         f"stranded_leases={len(stranded)} failovers={publisher.failovers} "
-        f"requests={len(sink.hits)} duplicates={len(duplicates)} final_wait={took:.1f}s"
+        f"requests={len(sink.hits)} duplicates={len(duplicates)} final_wait={took:.1f}s "
+        f"refused_then_retried={dict(publisher.refused)}"
     )
     failed = Counter(log.error_detail for log in log_rows_ if not log.succeeded)
     print(f"failed attempts (retried): {dict(failed)}")
@@ -271,7 +283,9 @@ async def test_killing_an_api_and_a_worker_loses_nothing_and_repeats_only_attemp
     repeated = {job_id for (job_id, _), count in reached.items() if count > 1}
     assert repeated <= duplicates
     assert repeated <= stranded, "only attempts in flight in the killed worker are repeated"
-    assert len(stranded) <= concurrency
+    # A worker holds the leases of its attempts in flight and of those delivered but not yet
+    # recorded, the latter counting against its slots beyond a slots' worth (`hub.dispatch.worker`).
+    assert len(stranded) <= 2 * concurrency
 
 
 async def test_a_rolling_deploy_loses_nothing_and_clients_see_no_5xx(
@@ -324,6 +338,7 @@ async def test_a_rolling_deploy_loses_nothing_and_clients_see_no_5xx(
             )
         except BaseException:
             print(procs.output())
+            print(await queue_picture(engine))
             raise
         finally:
             procs.kill_all()
@@ -337,6 +352,7 @@ async def test_a_rolling_deploy_loses_nothing_and_clients_see_no_5xx(
     )
     assert len(publisher.accepted) == events
     assert set(publisher.statuses) == {202}, "clients saw no 5xx (nor anything but 202)"
+    assert not publisher.refused, "nor a 503 to retry (the stopping API took no new requests)"
     assert len(rows) == events + 1, "every accepted event has its job"
     assert set(per_job) == set(rows)
     assert duplicates == set(), "a graceful stop finishes its attempts: nothing is repeated"

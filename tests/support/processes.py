@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -246,17 +247,40 @@ def numbered_events(prefix: str, count: int) -> list[dict[str, Any]]:
     return [event_body(id=f"{prefix}-{n}")["data"] for n in range(count)]
 
 
+#: Refusals retried in all, beyond which a 503 is final (and fails the test that counts them).
+MAX_REFUSALS = 1_000
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """A `Retry-After` of whole seconds (what the hub sends), capped to keep a test moving."""
+    if retry_after is None or not retry_after.isdigit():
+        return None
+    return min(float(retry_after), 5.0)
+
+
+def _detail(body: bytes) -> str:
+    """The `detail` of an error answer (`{"errors": [{"detail": ...}]}`), else the body."""
+    try:
+        return str(json.loads(body)["errors"][0]["detail"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return body.decode(errors="replace")[:200]
+
+
 @dataclass
 class Publisher:
     """Publishes batches through the API processes on `ports`, batch `i` to port `i % n` first;
     a batch that gets no answer (connection refused or dropped: a process stopping or killed)
-    goes to the next port, until some process answers. Any answer is final and counted in
-    `statuses`, so a 5xx shows there."""
+    goes to the next port, until some process answers. A 503 with `Retry-After` (a process
+    refusing work it cannot take now: admission under load, or stopping) is what a client is
+    told to retry, so it is, after that many seconds, through the next port, and counted in
+    `refused` by the answer's detail. Any other answer is final and counted in `statuses`, so a
+    5xx shows there."""
 
     ports: Sequence[int]
     key: str
     statuses: Counter[int] = field(default_factory=Counter)
     failovers: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
     accepted: set[str] = field(default_factory=set)
     """Client ids of the events some process answered 200/202 for."""
 
@@ -271,14 +295,20 @@ class Publisher:
                 async with session.post(
                     f"http://127.0.0.1:{port}/v2/events", json={"data": batch}, headers=headers
                 ) as response:
-                    await response.read()
+                    body = await response.read()
                     status = response.status
+                    retry_after = _seconds(response.headers.get("Retry-After"))
             except (aiohttp.ClientConnectionError, TimeoutError):
                 attempt += 1
                 self.failovers += 1
                 if attempt > 200:
                     raise AssertionError("no API process answered 200 tries") from None
                 await asyncio.sleep(0.02)
+                continue
+            if status == 503 and retry_after is not None and self.refused.total() < MAX_REFUSALS:
+                self.refused[_detail(body)] += 1
+                attempt += 1
+                await asyncio.sleep(retry_after)
                 continue
             self.statuses[status] += 1
             if status in (200, 202):

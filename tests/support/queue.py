@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.store.models import jobs, logs
@@ -74,3 +74,47 @@ async def status_counts(
 
 def logs_per_job(rows: Iterable[LogRow]) -> Counter[UUID]:
     return Counter(row.job_id for row in rows)
+
+
+#: What a stalled queue test prints: where the jobs are, the integrations' switches and clocks,
+#: and what every session of the test's database is doing or waiting for.
+_PICTURE = {
+    "jobs": """
+        SELECT status, count(*) AS jobs,
+               count(*) FILTER (WHERE next_attempt_at <= now()) AS due,
+               min(next_attempt_at) - now() AS first_due_in,
+               count(DISTINCT lease_owner) AS owners,
+               min(lease_expires_at) - now() AS first_lease_ends_in
+        FROM integration_jobs GROUP BY status ORDER BY status
+    """,
+    "integrations": """
+        SELECT id, enabled, disabled_reason, failing_since, last_success_at
+        FROM integrations ORDER BY created_at
+    """,
+    "processes": "SELECT role, pid, now() - last_seen_at AS unseen_for FROM hub_processes",
+    "sessions": """
+        SELECT pid, application_name, state, wait_event_type, wait_event,
+               now() - xact_start AS in_transaction_for, left(query, 160) AS query
+        FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+        ORDER BY xact_start NULLS LAST
+    """,
+    "waiting locks": """
+        SELECT l.pid, l.locktype, l.mode, l.relation::regclass AS relation,
+               pg_blocking_pids(l.pid) AS blocked_by
+        FROM pg_locks AS l WHERE NOT l.granted
+    """,
+}
+
+
+async def queue_picture(engine: AsyncEngine) -> str:
+    """The queue's state and the database's sessions, as text for a failed test's output."""
+    lines: list[str] = []
+    try:
+        async with engine.connect() as conn:
+            for title, sql in _PICTURE.items():
+                lines.append(f"-- {title}")
+                result = await conn.execute(text(sql))
+                lines += [" | ".join(map(str, row)) for row in result]
+    except Exception as exc:  # the picture is a help, never the failure
+        lines.append(f"(no picture: {exc!r})")
+    return "\n".join(lines)
