@@ -18,7 +18,11 @@ takes first attempts and retries in turn and enforces `max_in_flight` (`hub.stor
 
 Each delivery task asks the retry policy what follows and queues an `AttemptRecord`; one
 recorder task writes queued records in batches (log rows + job updates + the circuit breaker's
-clock in one statement), so busy workers make one round trip for many attempts. A retention
+clock in one statement), so busy workers make one round trip for many attempts. A delivered job
+keeps its lease until its record is written, so the records waiting count against the slots
+once there are more of them than slots: the worker then claims only as fast as it records, and
+holds at most twice its concurrency in leases (rather than delivering on while a slow or absent
+database lets the leases of delivered jobs run out, for them to be delivered again). A retention
 task purges old logs and finished jobs in bounded batches (`hub.store.retention`), and expired
 console sessions. Given a `Heartbeat` (`hub worker`), the worker also keeps its process's row in
 the registry fresh (`hub.services.processes`) as one more side task, and deletes it on the way
@@ -160,6 +164,9 @@ class Worker:
         self._unstarted: list[uuid.UUID] = []
         self.purged_rows = 0
         self._records: asyncio.Queue[attempts.AttemptRecord] = asyncio.Queue()
+        #: Records queued or being written: their jobs are still leased by this worker.
+        self._unrecorded = 0
+        self._backlogged = False
         self._last_release = 0.0
         self._give_up_at = float("inf")
         self.attempts_recorded = 0
@@ -226,6 +233,13 @@ class Worker:
                     raise RuntimeError(f"{task.get_name()} ended unexpectedly")
             self._wake.clear()
             free = self._concurrency - len(self._inflight)
+            # Records beyond a slots' worth take slots too (module docstring).
+            free -= max(0, self._unrecorded - self._concurrency)
+            if free <= 0 and len(self._inflight) < self._concurrency:
+                self._backlogged = True  # the recorder wakes the loop (`_recorder`)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.worker_poll_interval)
+                continue
             wanted = min(free, CLAIM_BATCH)
             claimed = await self._claim(wanted) if wanted > 0 else 0
             self._saturated = len(self._inflight) >= self._concurrency
@@ -393,9 +407,13 @@ class Worker:
         except asyncio.CancelledError:
             # Stopping past the grace period: the attempt ran, so its outcome is recorded.
             result = DeliveryResult(False, time.perf_counter() - started, error_detail=INTERRUPTED)
-            self._records.put_nowait(self._record(job, result))
+            self._queue_record(self._record(job, result))
             raise
-        self._records.put_nowait(self._record(job, result))
+        self._queue_record(self._record(job, result))
+
+    def _queue_record(self, record: attempts.AttemptRecord) -> None:
+        self._unrecorded += 1
+        self._records.put_nowait(record)
 
     def _record(self, job: claiming.ClaimedJob, result: DeliveryResult) -> attempts.AttemptRecord:
         metrics = self._metrics.get(job.integration_type)
@@ -451,6 +469,10 @@ class Worker:
             while len(batch) < RECORD_BATCH and not self._records.empty():
                 batch.append(self._records.get_nowait())
             await self._write(batch)
+            self._unrecorded -= len(batch)
+            if self._backlogged:
+                self._backlogged = False
+                self._wake.set()
             for _ in batch:
                 self._records.task_done()
 

@@ -6,7 +6,9 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import UUID
 
+import asyncpg
 import pytest
 
 from deliverers.base import Delivery, DeliveryResult
@@ -181,6 +183,35 @@ async def test_a_worker_never_runs_more_attempts_at_once_than_its_concurrency(
 
     assert memory.max_in_flight == 4
     assert len(memory.delivered) == 40
+
+
+async def test_a_worker_whose_records_wait_claims_no_more_than_twice_its_concurrency(
+    stack: Stack, memory: MemoryDeliverer, fresh_db: str
+) -> None:
+    # Delivered jobs keep their leases until recorded: a worker that went on claiming while its
+    # records cannot be written would hold ever more leases, to run out and be delivered again.
+    integration_id = await stack.create_integration(webhook_integration())
+    await stack.publish({"data": [event_body()["data"] for _ in range(40)]})
+    blocker = await asyncpg.connect(fresh_db)
+    try:
+        async with blocker.transaction():
+            # Recording writes logs that reference the integration: this lock makes them wait.
+            await blocker.execute(
+                "SELECT 1 FROM integrations WHERE id = $1 FOR UPDATE", UUID(integration_id)
+            )
+            stack.start_worker(worker_concurrency=4)
+            await eventually(lambda: len(memory.delivered) >= 8, what="two slots' worth")
+            await asyncio.sleep(1.0)  # time enough to deliver all 40, were it not held back
+            assert len(memory.delivered) == 8
+            leased = await blocker.fetchval(
+                "SELECT count(*) FROM integration_jobs WHERE lease_owner IS NOT NULL"
+            )
+            assert leased == 8
+    finally:
+        await blocker.close()
+
+    await eventually(lambda: _job_status(stack, integration_id, "succeeded", count=40))
+    assert len(memory.delivered) == 40, "each job delivered once"
 
 
 async def test_a_publish_wakes_an_idle_worker_without_waiting_for_the_poll(
