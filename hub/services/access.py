@@ -17,8 +17,8 @@ value: revoking the key ends its tokens at the very next request, and no signing
 be shared by every hub process.
 
 `KnownCredentials` lets a web process skip the database for a credential it verified in the
-last few seconds (`HUB_KEY_CACHE_SECONDS`); a revocation still takes effect at the next request
-(see the class).
+last few seconds (`HUB_KEY_CACHE_SECONDS`); a revocation still takes effect as soon as the
+revocation's notice reaches the process, milliseconds after its commit (see the class).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ class KnownCredentials:
     used forgotten first. Only what the database confirmed is kept: an unknown credential asks
     the database every time. Revoking a key notifies every process
     (`hub.store.stores.KEYS_CHANNEL`), which forgets everything (`forget_all`), so a revocation
-    takes effect at the next request as it did without the cache; while the process cannot
+    takes effect once the notice arrives (milliseconds after the revoking commit: a request
+    that reaches the process in between may still pass); while the process cannot
     hear those notices (its listening connection is down) the cache is not used at all
     (`trust(False)`), and `ttl` bounds what a lost notice could cost. `ttl` 0: no cache.
     """

@@ -17,6 +17,7 @@ from hub.auth import key_prefix
 from hub.store import stores
 from hub.store.engine import driver_of
 from tests.conftest import Tenant, event_body, webhook_integration
+from tests.support.waiting import eventually
 
 Client = TestClient[Any, Any]
 
@@ -353,8 +354,16 @@ async def test_a_revoked_key_is_a_401(
         assert found is not None
         assert await stores.revoke_key(conn, found[0].id)
 
-    resp = await api.get("/v2/integrations", headers=tenant.auth("manage"))
+    # Another process revoked it: this one forgets the key once the revocation's notice
+    # arrives (`KnownCredentials`), moments after the commit rather than necessarily before
+    # the very next request.
+    async def refused() -> bool:
+        resp = await api.get("/v2/integrations", headers=tenant.auth("manage"))
+        await resp.read()
+        return resp.status == 401
 
+    await eventually(refused, timeout=5, what="the revoked key refused")
+    resp = await api.get("/v2/integrations", headers=tenant.auth("manage"))
     errors = await envelope(resp, 401)
     assert errors[0]["detail"] == UNAUTHORIZED
     # The store's other keys still work.

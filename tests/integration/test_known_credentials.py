@@ -1,6 +1,6 @@
 """A web process remembers the keys and tokens it verified (`KnownCredentials`), and forgets
 them at once when any process revokes a key: the revocation still ends the key and its tokens
-at the next request, long before the cache's own time would."""
+as soon as its notice arrives, long before the cache's own time would."""
 
 from __future__ import annotations
 
