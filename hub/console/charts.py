@@ -10,7 +10,7 @@ each bar a period's deliveries per minute (its count over ten); the drawing is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.console.svg import Bucket, deliveries_chart, duration_text, durations_chart
 from hub.store import pages, rollup
-from hub.store.rollup import Period
+from hub.store.rollup import Period, Totals
 
 SPAN = timedelta(hours=24)
 BUCKET = timedelta(minutes=10)
@@ -78,33 +78,31 @@ def _span(now: datetime) -> tuple[datetime, datetime]:
     return end - SPAN, end
 
 
-def buckets_of(found: Sequence[Period], start: datetime) -> list[Bucket]:
-    """The periods summed by start, from `start` (144 of them), with their percentiles."""
-    count = int(SPAN / BUCKET)
-    grouped: list[list[Period]] = [[] for _ in range(count)]
-    for p in found:
-        index = int((p.start - start) / BUCKET)
-        if 0 <= index < count:
-            grouped[index].append(p)
+def buckets_of(by_period: Mapping[datetime, Totals], start: datetime) -> list[Bucket]:
+    """The periods' totals from `start` (144 of them), with their percentiles."""
     out = []
-    for i, group in enumerate(grouped):
-        histogram = rollup.histogram_of(group)
+    for i in range(int(SPAN / BUCKET)):
+        at = start + i * BUCKET
+        totals = by_period.get(at) or Totals()
         out.append(
             Bucket(
-                start=start + i * BUCKET,
+                start=at,
                 minutes=rollup.MINUTES,
-                succeeded=sum(sum(p.succeeded) for p in group),
-                failed=sum(sum(p.failed) for p in group),
-                p50=rollup.percentile(histogram, 0.5),
-                p95=rollup.percentile(histogram, 0.95),
+                succeeded=totals.succeeded,
+                failed=totals.failed,
+                p50=rollup.percentile(totals.durations, 0.5),
+                p95=rollup.percentile(totals.durations, 0.95),
             )
         )
     return out
 
 
-def _charts(found: Sequence[Period], start: datetime, name: str) -> Charts:
-    buckets = buckets_of(found, start)
-    histogram = rollup.histogram_of(found)
+def _charts(by_period: Mapping[datetime, Totals], start: datetime, name: str) -> Charts:
+    buckets = buckets_of(by_period, start)
+    histogram: dict[int, int] = {}
+    for at, totals in by_period.items():
+        if start <= at < start + SPAN:
+            rollup.merge(histogram, totals.durations)
     return Charts(
         deliveries=deliveries_chart(buckets, X_LABELS, name=f"{name}-deliveries"),
         durations=durations_chart(buckets, X_LABELS, name=f"{name}-durations"),
@@ -124,21 +122,18 @@ async def integration_charts(
     found = await rollup.periods(
         conn, store_id, integration_id=integration_id, since=start, now=now
     )
-    return _charts(found, start, "integration")
+    return _charts(rollup.totals_by_period(found), start, "integration")
 
 
-def _ranked(integration_id: UUID, name: str, found: Sequence[Period]) -> Ranked:
-    histogram = rollup.histogram_of(found)
-    failed = sum(sum(p.failed) for p in found)
-    attempts = sum(p.attempts for p in found)
-    p95 = rollup.percentile(histogram, 0.95)
+def _ranked(integration_id: UUID, name: str, totals: Totals) -> Ranked:
+    p95 = rollup.percentile(totals.durations, 0.95)
     return Ranked(
         integration_id=integration_id,
         name=name,
-        attempts=attempts,
-        failed=failed,
-        failure_rate=failed / attempts if attempts else 0.0,
-        p50=duration_text(rollup.percentile(histogram, 0.5)),
+        attempts=totals.attempts,
+        failed=totals.failed,
+        failure_rate=totals.failed / totals.attempts if totals.attempts else 0.0,
+        p50=duration_text(rollup.percentile(totals.durations, 0.5)),
         p95=duration_text(p95),
         p95_seconds=p95,
     )
@@ -149,13 +144,11 @@ async def store_overview(
 ) -> Overview:
     now = now or datetime.now(UTC)
     start, _ = _span(now)
-    found = await rollup.periods(conn, store_id, since=start, now=now)
-    by_integration: dict[UUID, list[Period]] = {}
-    for p in found:
-        if p.start >= start:
-            by_integration.setdefault(p.integration_id, []).append(p)
-    names = await pages.names_of(conn, store_id, list(by_integration))
-    totals = [_ranked(i, names.get(i, "?"), ps) for i, ps in by_integration.items()]
+    hour = timedelta(hours=1)
+    hour_ago = now - hour
+    summary = await rollup.store_summary(conn, store_id, since=start, now=now, recent=hour)
+    names = await pages.names_of(conn, store_id, list(summary.by_integration))
+    totals = [_ranked(i, names.get(i, "?"), t) for i, t in summary.by_integration.items()]
     slowest = sorted(
         (t for t in totals if t.p95_seconds is not None),
         key=lambda t: (-(t.p95_seconds or 0.0), t.name),
@@ -163,11 +156,14 @@ async def store_overview(
     failing = sorted(
         (t for t in totals if t.failed), key=lambda t: (-t.failed, -t.failure_rate, t.name)
     )[:RANKED]
-    hour_ago = now - timedelta(hours=1)
+    recent: dict[UUID, list[Period]] = {}
+    for p in summary.recent:
+        if p.start + BUCKET > hour_ago:
+            recent.setdefault(p.integration_id, []).append(p)
     last_hour: dict[UUID, tuple[int, int]] = {}
-    for integration_id, mine in by_integration.items():
-        minutes = rollup.per_minute([p for p in mine if p.start + BUCKET > hour_ago])
+    for integration_id in summary.by_integration:
+        minutes = rollup.per_minute(recent.get(integration_id, []))
         ok = sum(s for at, (s, _) in minutes.items() if at > hour_ago - MINUTE)
         bad = sum(f for at, (_, f) in minutes.items() if at > hour_ago - MINUTE)
         last_hour[integration_id] = (ok + bad, ok)
-    return Overview(_charts(found, start, "store"), slowest, failing, last_hour)
+    return Overview(_charts(summary.by_period, start, "store"), slowest, failing, last_hour)

@@ -283,6 +283,68 @@ async def _store_id(stack: Stack) -> UUID:
     return value
 
 
+async def test_the_front_page_reads_the_same_from_the_rollups_sums_as_from_the_logs(
+    stack: Stack,
+) -> None:
+    # Two integrations' attempts over the day, the newest in the last minutes: before the
+    # rollup everything is read from the logs; after it, PostgreSQL sums the day's rolled-up
+    # periods (`rollup.store_summary`) and only the newest hour is read period by period.
+    fast = await stack.create_integration(webhook_integration(name="fast"))
+    slow = await stack.create_integration(webhook_integration(name="slow"))
+    rows: dict[str, list[tuple[datetime, bool, float]]] = {fast: [], slow: []}
+    for minute in range(1, 24 * 60, 7):
+        at = NOW - timedelta(minutes=minute, seconds=3)
+        rows[fast].append((at, minute % 5 != 0, 0.002 * (1 + minute % 9)))
+        rows[slow].append((at, minute % 3 != 0, 0.3 + 0.01 * (minute % 7)))
+        rows[slow].append((at - timedelta(seconds=1), True, 0.25))
+    for integration_id, attempts in rows.items():
+        await _logs_at(stack, integration_id, attempts)
+    store_id = await _store_id(stack)
+
+    async with stack.engine.connect() as conn:
+        from_logs = await charts.store_overview(conn, store_id, now=NOW)
+    for _ in range(20):
+        async with stack.engine.begin() as conn:
+            done = await rollup.roll_up(conn, now=NOW)
+        if done.end is None:
+            break
+    async with stack.engine.connect() as conn:
+        assert await stack.scalar("SELECT count(*) FROM integration_log_rollups") > 30
+        from_sums = await charts.store_overview(conn, store_id, now=NOW)
+
+    shown = rollup.period_of(NOW) + timedelta(minutes=10) - timedelta(hours=24)
+    outcomes = [ok for attempts in rows.values() for at, ok, _ in attempts if at >= shown]
+    succeeded, total = sum(outcomes), len(outcomes)
+    for overview in (from_logs, from_sums):
+        assert (overview.charts.succeeded, overview.charts.failed) == (
+            succeeded,
+            total - succeeded,
+        )
+        assert [r.name for r in overview.slowest] == ["slow", "fast"]
+    assert from_sums.charts.buckets == from_logs.charts.buckets
+    assert (from_sums.charts.p50, from_sums.charts.p95) == (
+        from_logs.charts.p50,
+        from_logs.charts.p95,
+    )
+    assert from_sums.slowest == from_logs.slowest
+    assert from_sums.failing == from_logs.failing
+    assert from_sums.last_hour == from_logs.last_hour
+    assert from_sums.last_hour[UUID(slow)][0] > 0
+
+    # The settled sums are kept by the process; a view ten minutes on, with new attempts
+    # rolled up meanwhile, reads what a process that kept nothing reads.
+    later = NOW + timedelta(minutes=10)
+    await _logs_at(stack, fast, [(NOW + timedelta(minutes=m), m != 4, 0.003) for m in (2, 4)])
+    async with stack.engine.begin() as conn:
+        await rollup.roll_up(conn, now=later)
+    async with stack.engine.connect() as conn:
+        kept = await charts.store_overview(conn, store_id, now=later)
+        rollup._SETTLED.clear()
+        fresh = await charts.store_overview(conn, store_id, now=later)
+    assert kept == fresh
+    assert (kept.charts.succeeded, kept.charts.failed) != (succeeded, total - succeeded)
+
+
 def test_percentiles_of_a_histogram_interpolate_within_the_bucket() -> None:
     one_bucket = {20: 100}  # [BOUNDS[19], BOUNDS[20])
     low, high = rollup.BOUNDS[19], rollup.BOUNDS[20]
