@@ -145,7 +145,9 @@ async def count_to_replay(
     triggered_by: str | None = None,
 ) -> int:
     """How many jobs `create` would queue now for the same window (what a confirmation shows)."""
-    to_replay = _to_replay(integration_id, since, until, statuses, triggered_by).subquery()
+    to_replay = (
+        _to_replay(integration_id, since, until, statuses, triggered_by).order_by(None).subquery()
+    )
     return int((await conn.execute(select(func.count()).select_from(to_replay))).scalar_one())
 
 
