@@ -20,9 +20,10 @@ Each delivery task asks the retry policy what follows and queues an `AttemptReco
 recorder task writes queued records in batches (log rows + job updates + the circuit breaker's
 clock in one statement), so busy workers make one round trip for many attempts. A delivered job
 keeps its lease until its record is written, so the records waiting count against the slots
-once there are more of them than slots: the worker then claims only as fast as it records, and
-holds at most twice its concurrency in leases (rather than delivering on while a slow or absent
-database lets the leases of delivered jobs run out, for them to be delivered again). A retention
+once there are more of them than `record_allowance` (a record batch's worth, or the slots if
+more): the worker then claims only as fast as it records, and holds at most its concurrency
+plus that allowance in leases (rather than delivering on while a slow or absent database lets
+the leases of delivered jobs run out, for them to be delivered again). A retention
 task purges old logs and finished jobs in bounded batches (`hub.store.retention`), and expired
 console sessions. Given a `Heartbeat` (`hub worker`), the worker also keeps its process's row in
 the registry fresh (`hub.services.processes`) as one more side task, and deletes it on the way
@@ -166,6 +167,8 @@ class Worker:
         self._records: asyncio.Queue[attempts.AttemptRecord] = asyncio.Queue()
         #: Records queued or being written: their jobs are still leased by this worker.
         self._unrecorded = 0
+        self.record_allowance = max(self._concurrency, RECORD_BATCH)
+        """Records that may wait before they take slots (module docstring)."""
         self._backlogged = False
         self._last_release = 0.0
         self._give_up_at = float("inf")
@@ -233,8 +236,8 @@ class Worker:
                     raise RuntimeError(f"{task.get_name()} ended unexpectedly")
             self._wake.clear()
             free = self._concurrency - len(self._inflight)
-            # Records beyond a slots' worth take slots too (module docstring).
-            free -= max(0, self._unrecorded - self._concurrency)
+            # Records beyond the allowance take slots too (module docstring).
+            free -= max(0, self._unrecorded - self.record_allowance)
             if free <= 0 and len(self._inflight) < self._concurrency:
                 self._backlogged = True  # the recorder wakes the loop (`_recorder`)
                 with contextlib.suppress(TimeoutError):

@@ -13,7 +13,7 @@ import pytest
 
 from deliverers.base import Delivery, DeliveryResult
 from deliverers.memory import MemoryDeliverer
-from hub.dispatch.worker import INTERRUPTED
+from hub.dispatch.worker import INTERRUPTED, RECORD_BATCH
 from tests.conftest import event_body, settings_for, webhook_integration
 from tests.support.stack import Stack, hub_stack
 from tests.support.waiting import eventually
@@ -185,13 +185,16 @@ async def test_a_worker_never_runs_more_attempts_at_once_than_its_concurrency(
     assert len(memory.delivered) == 40
 
 
-async def test_a_worker_whose_records_wait_claims_no_more_than_twice_its_concurrency(
+async def test_a_worker_whose_records_wait_stops_claiming_past_its_allowance(
     stack: Stack, memory: MemoryDeliverer, fresh_db: str
 ) -> None:
     # Delivered jobs keep their leases until recorded: a worker that went on claiming while its
     # records cannot be written would hold ever more leases, to run out and be delivered again.
     integration_id = await stack.create_integration(webhook_integration())
-    await stack.publish({"data": [event_body()["data"] for _ in range(40)]})
+    events = RECORD_BATCH + 100
+    for _ in range(events // 100):
+        await stack.publish({"data": [event_body()["data"] for _ in range(100)]})
+    bound = 4 + RECORD_BATCH  # the slots, and a record batch's worth waiting
     blocker = await asyncpg.connect(fresh_db)
     try:
         async with blocker.transaction():
@@ -199,19 +202,26 @@ async def test_a_worker_whose_records_wait_claims_no_more_than_twice_its_concurr
             await blocker.execute(
                 "SELECT 1 FROM integrations WHERE id = $1 FOR UPDATE", UUID(integration_id)
             )
-            stack.start_worker(worker_concurrency=4)
-            await eventually(lambda: len(memory.delivered) >= 8, what="two slots' worth")
-            await asyncio.sleep(1.0)  # time enough to deliver all 40, were it not held back
-            assert len(memory.delivered) == 8
+            worker = stack.start_worker(worker_concurrency=4)
+            assert worker.record_allowance == RECORD_BATCH
+            await eventually(lambda: len(memory.delivered) >= bound, what="the allowance used")
+            await asyncio.sleep(1.0)  # time enough to deliver the rest, were it not held back
+            assert len(memory.delivered) == bound
             leased = await blocker.fetchval(
                 "SELECT count(*) FROM integration_jobs WHERE lease_owner IS NOT NULL"
             )
-            assert leased == 8
+            assert leased == bound
     finally:
         await blocker.close()
 
-    await eventually(lambda: _job_status(stack, integration_id, "succeeded", count=40))
-    assert len(memory.delivered) == 40, "each job delivered once"
+    async def all_succeeded() -> bool:
+        done = await stack.scalar(
+            "SELECT count(*) FROM integration_jobs WHERE status = 'succeeded'"
+        )
+        return bool(done == events)
+
+    await eventually(all_succeeded, timeout=30, what="every job succeeded")
+    assert len(memory.delivered) == events, "each job delivered once"
 
 
 async def test_a_publish_wakes_an_idle_worker_without_waiting_for_the_poll(
