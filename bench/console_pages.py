@@ -334,9 +334,11 @@ async def _pages(
         "/console/events?key=order.paid&since=2000-01-01T00:00",
         f"/console/events/{an_event}",
     ]
+    failing = busy[5]  # every one of its jobs failed for good (`GENERATE`: i % 10 = 5)
     manage_pages = [
         f"/console/integrations/{one}/retry-failed",
         f"/console/integrations/{one}/retry-failed?event=customer.deleted",
+        f"/console/integrations/{failing}/retry-failed",
     ]
     captured: list[tuple[str, tuple[Any, ...]]] = []
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Text, any_, func, insert, literal, select, update
+from sqlalchemy import Text, any_, func, insert, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -144,11 +144,72 @@ async def count_to_replay(
     statuses: Sequence[str],
     triggered_by: str | None = None,
 ) -> int:
-    """How many jobs `create` would queue now for the same window (what a confirmation shows)."""
-    to_replay = (
-        _to_replay(integration_id, since, until, statuses, triggered_by).order_by(None).subquery()
+    """How many jobs `create` would queue now for the same window (what a confirmation shows).
+
+    Two ways to the same count, the cheaper one chosen from two index-only counts: from the
+    window (its events' jobs sorted to find each one's latest, `_to_replay`), or, when the jobs
+    in `statuses` are far fewer than the window's, from those jobs (`_latest_in_status`: one
+    probe each for a newer job and for the window, on `ix_integration_jobs_event`)."""
+    wanted = any_(literal(list(statuses), ARRAY(Text)))
+    in_status = await _count(conn, jobs.c.integration_id == integration_id, jobs.c.status == wanted)
+    if in_status == 0:
+        return 0
+    in_window = await _count(
+        conn,
+        jobs.c.integration_id == integration_id,
+        jobs.c.created_at >= since,
+        jobs.c.created_at < until,
     )
-    return int((await conn.execute(select(func.count()).select_from(to_replay))).scalar_one())
+    if in_status * FROM_STATUS_BELOW < in_window:
+        query = _latest_in_status(integration_id, since, until, statuses, triggered_by)
+    else:
+        counted = _to_replay(integration_id, since, until, statuses, triggered_by)
+        query = select(func.count()).select_from(counted.order_by(None).subquery())
+    return int((await conn.execute(query)).scalar_one())
+
+
+FROM_STATUS_BELOW = 4
+"""Count from the jobs in the asked statuses when they are fewer than a quarter of the window's:
+two index probes each then cost less than sorting the window (measured with 41,667 jobs)."""
+
+
+async def _count(conn: AsyncConnection, *where: Any) -> int:
+    return int((await conn.execute(select(func.count()).where(*where))).scalar_one())
+
+
+def _latest_in_status(
+    integration_id: UUID,
+    since: datetime,
+    until: datetime,
+    statuses: Sequence[str],
+    triggered_by: str | None,
+) -> Any:
+    """`_to_replay`'s jobs counted from the other side: the integration's jobs in `statuses`
+    with no newer job of their event (for this integration) and some job in the window."""
+    job, newer, window = jobs.alias("j"), jobs.alias("n"), jobs.alias("w")
+    has_newer = (
+        select(newer.c.id)
+        .where(
+            newer.c.event_id == job.c.event_id,
+            newer.c.integration_id == integration_id,
+            tuple_(newer.c.created_at, newer.c.id) > tuple_(job.c.created_at, job.c.id),
+        )
+        .exists()
+    )
+    in_window = [
+        window.c.event_id == job.c.event_id,
+        window.c.integration_id == integration_id,
+        window.c.created_at >= since,
+        window.c.created_at < until,
+    ]
+    if triggered_by is not None:
+        in_window.append(window.c.triggered_by == triggered_by)
+    return select(func.count()).where(
+        job.c.integration_id == integration_id,
+        job.c.status == any_(literal(list(statuses), ARRAY(Text))),
+        ~has_newer,
+        select(window.c.id).where(*in_window).exists(),
+    )
 
 
 def _aware(value: datetime) -> datetime:

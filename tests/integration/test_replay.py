@@ -9,7 +9,9 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from sqlalchemy import text
 
+from hub.store import replays
 from tests.conftest import event_body, make_tenant, settings_for, webhook_integration
 from tests.support.queue import status_counts
 from tests.support.sinks import ScriptedDeliverer
@@ -199,3 +201,66 @@ async def test_replays_are_confined_to_the_store_and_need_a_manage_key(stack: St
     assert read_by_viewer.status == 200
     assert read_by_stranger.status == 404
     assert unknown.status == 404
+
+
+@pytest.mark.parametrize("way", ["from the window", "from the jobs in the statuses"])
+async def test_the_confirmations_count_is_the_same_whichever_side_it_is_counted_from(
+    stack: Stack, way: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `count_to_replay` picks a side from two counts; each side must give the same answer.
+    monkeypatch.setattr(replays, "FROM_STATUS_BELOW", 10**9 if "statuses" in way else 0)
+    integration_id = UUID(await stack.create_integration(webhook_integration()))
+    await stack.publish({"data": [event_body()["data"] for _ in range(12)]})
+    ids = [
+        row[0]
+        for row in await _rows(
+            stack,
+            "SELECT id FROM integration_jobs WHERE integration_id = :i ORDER BY id",
+            i=integration_id,
+        )
+    ]
+    await _execute(stack, "UPDATE integration_jobs SET status = 'succeeded'")
+    # 0, 1, 2 failed; 1 then retried with success, 2 retried and failed again; 3 cancelled.
+    await _execute(
+        stack, "UPDATE integration_jobs SET status = 'failed' WHERE id = ANY(:ids)", ids=ids[:3]
+    )
+    await _execute(
+        stack, "UPDATE integration_jobs SET status = 'cancelled' WHERE id = :j", j=ids[3]
+    )
+    for job_id, status in ((ids[1], "succeeded"), (ids[2], "failed")):
+        await _execute(
+            stack,
+            "INSERT INTO integration_jobs (id, store_id, event_id, integration_id, triggered_by,"
+            " status, retry_of, created_at, updated_at) SELECT gen_random_uuid(), store_id,"
+            " event_id, integration_id, triggered_by, :s, id, created_at + interval '1 hour',"
+            " now() FROM integration_jobs WHERE id = :j",
+            s=status,
+            j=job_id,
+        )
+    since = datetime.now(UTC) - timedelta(hours=1)
+
+    async def count(statuses: list[str], until: datetime | None = None) -> int:
+        async with stack.engine.connect() as conn:
+            return await replays.count_to_replay(
+                conn,
+                integration_id=integration_id,
+                since=since,
+                until=until or datetime.now(UTC) + timedelta(hours=2),
+                statuses=statuses,
+            )
+
+    assert await count(["failed"]) == 2, "events 0 and 2: 1's latest job succeeded"
+    assert await count(["failed", "cancelled"]) == 3
+    assert await count(["succeeded"]) == 9, "8 never failed, and 1 retried"
+    assert await count(["failed"], until=datetime.now(UTC) - timedelta(minutes=30)) == 0
+    assert await count(["held"]) == 0
+
+
+async def _rows(stack: Stack, sql: str, **params: Any) -> list[Any]:
+    async with stack.engine.connect() as conn:
+        return list(await conn.execute(text(sql), params))
+
+
+async def _execute(stack: Stack, sql: str, **params: Any) -> None:
+    async with stack.engine.begin() as conn:
+        await conn.execute(text(sql), params)
