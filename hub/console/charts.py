@@ -99,10 +99,7 @@ def buckets_of(by_period: Mapping[datetime, Totals], start: datetime) -> list[Bu
 
 def _charts(by_period: Mapping[datetime, Totals], start: datetime, name: str) -> Charts:
     buckets = buckets_of(by_period, start)
-    histogram: dict[int, int] = {}
-    for at, totals in by_period.items():
-        if start <= at < start + SPAN:
-            rollup.merge(histogram, totals.durations)
+    histogram = rollup.histogram_of(t for at, t in by_period.items() if start <= at < start + SPAN)
     return Charts(
         deliveries=deliveries_chart(buckets, X_LABELS, name=f"{name}-deliveries"),
         durations=durations_chart(buckets, X_LABELS, name=f"{name}-durations"),

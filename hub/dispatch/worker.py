@@ -169,7 +169,6 @@ class Worker:
         self._unrecorded = 0
         self.record_allowance = max(self._concurrency, RECORD_BATCH)
         """Records that may wait before they take slots (module docstring)."""
-        self._backlogged = False
         self._last_release = 0.0
         self._give_up_at = float("inf")
         self.attempts_recorded = 0
@@ -239,7 +238,7 @@ class Worker:
             # Records beyond the allowance take slots too (module docstring).
             free -= max(0, self._unrecorded - self.record_allowance)
             if free <= 0 and len(self._inflight) < self._concurrency:
-                self._backlogged = True  # the recorder wakes the loop (`_recorder`)
+                self._blocked = True  # the next record written wakes the loop (`_write`)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.worker_poll_interval)
                 continue
@@ -472,10 +471,6 @@ class Worker:
             while len(batch) < RECORD_BATCH and not self._records.empty():
                 batch.append(self._records.get_nowait())
             await self._write(batch)
-            self._unrecorded -= len(batch)
-            if self._backlogged:
-                self._backlogged = False
-                self._wake.set()
             for _ in batch:
                 self._records.task_done()
 
@@ -507,9 +502,11 @@ class Worker:
             try:
                 recorded = await self._record_batch(batch)
                 self.attempts_recorded += len(batch)
+                self._unrecorded -= len(batch)
                 if self._blocked or recorded.proceeded:
-                    # Recorded jobs no longer count against their integration's max_in_flight,
-                    # and ordered jobs let go by the ones that ended are due now.
+                    # Recorded jobs no longer count against their integration's max_in_flight
+                    # nor, past the allowance, against the slots; and ordered jobs let go by
+                    # the ones that ended are due now.
                     self._blocked = False
                     self._wake.set()
                 lost = len(batch) - len(recorded.moved)

@@ -278,11 +278,28 @@ async def periods(
 ) -> list[Period]:
     """The periods with attempts from `since` (a period's start) to `now`: one integration's,
     or each of the store's integrations'. Each (integration, period) once, in no order."""
-    done = (
+    done = await _done_until(conn)
+    return await _periods(conn, store_id, integration_id, since=since, now=now, done=done)
+
+
+async def _done_until(conn: AsyncConnection) -> datetime | None:
+    """Where the rollup has got to (None: it never ran)."""
+    return (
         await conn.execute(
             select(rollup_progress.c.done_until).where(rollup_progress.c.name == PROGRESS)
         )
     ).scalar()
+
+
+async def _periods(
+    conn: AsyncConnection,
+    store_id: UUID,
+    integration_id: UUID | None,
+    *,
+    since: datetime,
+    now: datetime,
+    done: datetime | None,
+) -> list[Period]:
     rolled_until = max(min(done, now), since) if done is not None else since
     scope = [log_rollups.c.store_id == store_id]
     if integration_id is not None:
@@ -345,11 +362,7 @@ async def store_summary(
     sums (`_SETTLED`) until the split between settled and newest moves to the next period, so
     the front page of a busy store reads its day once every ten minutes rather than at every
     view. The rest, rolled up or not yet, are read as `periods` reads them and added in."""
-    done = (
-        await conn.execute(
-            select(rollup_progress.c.done_until).where(rollup_progress.c.name == PROGRESS)
-        )
-    ).scalar()
+    done = await _done_until(conn)
     split = since if done is None else max(since, period_of(min(now - recent, done - REDO)))
     by_period: dict[datetime, Totals] = {}
     by_integration: dict[UUID, Totals] = {}
@@ -365,7 +378,7 @@ async def store_summary(
         # Copies: the newest periods are added to them below.
         by_period = {at: t.copy() for at, t in settled[0].items()}
         by_integration = {i: t.copy() for i, t in settled[1].items()}
-    newest = await periods(conn, store_id, since=split, now=now)
+    newest = await _periods(conn, store_id, None, since=split, now=now, done=done)
     for p in newest:
         by_period.setdefault(p.start, Totals()).add(p)
         by_integration.setdefault(p.integration_id, Totals()).add(p)
@@ -473,8 +486,8 @@ def per_minute(found: Sequence[Period]) -> dict[datetime, tuple[int, int]]:
     return out
 
 
-def histogram_of(found: Iterable[Period]) -> dict[int, int]:
-    """The durations' histogram of several periods together."""
+def histogram_of(found: Iterable[Period | Totals]) -> dict[int, int]:
+    """The durations' histogram of several periods (or totals) together."""
     histogram: dict[int, int] = {}
     for p in found:
         merge(histogram, p.durations)
