@@ -162,6 +162,13 @@ async def test_revoking_the_key_ends_its_tokens_at_once(
 
     await revoke(shared_engine, tenant.keys["manage"])
 
+    # The revocation reaches this process with its notice, moments after the commit.
+    async def refused() -> bool:
+        resp = await api.get("/v2/integrations", headers=bearer(token))
+        await resp.read()
+        return resp.status == 401
+
+    await eventually(refused, timeout=5, what="the revoked key's token refused")
     [error] = await errors_of(await api.get("/v2/integrations", headers=bearer(token)), 401)
     assert error["detail"] == UNAUTHORIZED
     await errors_of(await api.post(TOKEN_URL, data=credentials(tenant.keys["manage"])), 401)
