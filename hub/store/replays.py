@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Text, any_, func, insert, literal, select, tuple_, update
+from sqlalchemy import Text, any_, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -146,10 +146,12 @@ async def count_to_replay(
 ) -> int:
     """How many jobs `create` would queue now for the same window (what a confirmation shows).
 
-    Two ways to the same count, the cheaper one chosen from two index-only counts: from the
-    window (its events' jobs sorted to find each one's latest, `_to_replay`), or, when the jobs
-    in `statuses` are far fewer than the window's, from those jobs (`_latest_in_status`: one
-    probe each for a newer job and for the window, on `ix_integration_jobs_event`)."""
+    Counted as the jobs in `statuses` with no newer job of their event (for this integration)
+    and some job in the window, from one side or the other, the cheaper one chosen from two
+    index-only counts: when the jobs in `statuses` are far fewer than the window's, from those
+    jobs (one probe each on `ix_integration_jobs_event`), else from the window's jobs on
+    `ix_integration_jobs_integration_created` alone (which carries each job's event, status and
+    key: no heap page is read while the visibility map is current)."""
     wanted = any_(literal(list(statuses), ARRAY(Text)))
     in_status = await _count(conn, jobs.c.integration_id == integration_id, jobs.c.status == wanted)
     if in_status == 0:
@@ -163,14 +165,13 @@ async def count_to_replay(
     if in_status * FROM_STATUS_BELOW < in_window:
         query = _latest_in_status(integration_id, since, until, statuses, triggered_by)
     else:
-        counted = _to_replay(integration_id, since, until, statuses, triggered_by)
-        query = select(func.count()).select_from(counted.order_by(None).subquery())
+        query = _latest_from_window(integration_id, since, until, statuses, triggered_by)
     return int((await conn.execute(query)).scalar_one())
 
 
 FROM_STATUS_BELOW = 4
 """Count from the jobs in the asked statuses when they are fewer than a quarter of the window's:
-two index probes each then cost less than sorting the window (measured with 41,667 jobs)."""
+two index probes each then cost less than reading the window (measured with 41,667 jobs)."""
 
 
 async def _count(conn: AsyncConnection, *where: Any) -> int:
@@ -184,8 +185,8 @@ def _latest_in_status(
     statuses: Sequence[str],
     triggered_by: str | None,
 ) -> Any:
-    """`_to_replay`'s jobs counted from the other side: the integration's jobs in `statuses`
-    with no newer job of their event (for this integration) and some job in the window."""
+    """`_to_replay`'s jobs counted from the jobs in `statuses`: those with no newer job of their
+    event (for this integration) and some job in the window."""
     job, newer, window = jobs.alias("j"), jobs.alias("n"), jobs.alias("w")
     has_newer = (
         select(newer.c.id)
@@ -210,6 +211,54 @@ def _latest_in_status(
         ~has_newer,
         select(window.c.id).where(*in_window).exists(),
     )
+
+
+def _latest_from_window(
+    integration_id: UUID,
+    since: datetime,
+    until: datetime,
+    statuses: Sequence[str],
+    triggered_by: str | None,
+) -> Any:
+    """`_to_replay`'s jobs counted from the window: the jobs from `since` on in `statuses` with
+    no newer job of their event (for this integration), that are in the window or, newer than
+    it, have a job of their event in it.
+
+    An event's newer job is newer than `since` too, so PostgreSQL reads the integration's jobs
+    from `since` on (index-only) once for each side of a hash anti-join, instead of sorting
+    them by event; the second condition is probed only for the (few) jobs after `until`."""
+    job, newer, window = jobs.alias("j"), jobs.alias("n"), jobs.alias("w")
+    has_newer = (
+        select(newer.c.id)
+        .where(
+            newer.c.integration_id == integration_id,
+            newer.c.event_id == job.c.event_id,
+            newer.c.created_at >= since,
+            tuple_(newer.c.created_at, newer.c.id) > tuple_(job.c.created_at, job.c.id),
+        )
+        .exists()
+    )
+    has_job_in_window = (
+        select(window.c.id)
+        .where(
+            window.c.integration_id == integration_id,
+            window.c.event_id == job.c.event_id,
+            window.c.created_at >= since,
+            window.c.created_at < until,
+        )
+        .exists()
+    )
+    where = [
+        job.c.integration_id == integration_id,
+        job.c.created_at >= since,
+        job.c.status == any_(literal(list(statuses), ARRAY(Text))),
+        ~has_newer,
+        or_(job.c.created_at < until, has_job_in_window),
+    ]
+    if triggered_by is not None:
+        # An event's jobs all have its key: the window's job has the key of the one counted.
+        where.append(job.c.triggered_by == triggered_by)
+    return select(func.count()).where(*where)
 
 
 def _aware(value: datetime) -> datetime:

@@ -239,7 +239,9 @@ async def test_the_confirmations_count_is_the_same_whichever_side_it_is_counted_
         )
     since = datetime.now(UTC) - timedelta(hours=1)
 
-    async def count(statuses: list[str], until: datetime | None = None) -> int:
+    async def count(
+        statuses: list[str], until: datetime | None = None, key: str | None = None
+    ) -> int:
         async with stack.engine.connect() as conn:
             return await replays.count_to_replay(
                 conn,
@@ -247,6 +249,7 @@ async def test_the_confirmations_count_is_the_same_whichever_side_it_is_counted_
                 since=since,
                 until=until or datetime.now(UTC) + timedelta(hours=2),
                 statuses=statuses,
+                triggered_by=key,
             )
 
     assert await count(["failed"]) == 2, "events 0 and 2: 1's latest job succeeded"
@@ -254,6 +257,12 @@ async def test_the_confirmations_count_is_the_same_whichever_side_it_is_counted_
     assert await count(["succeeded"]) == 9, "8 never failed, and 1 retried"
     assert await count(["failed"], until=datetime.now(UTC) - timedelta(minutes=30)) == 0
     assert await count(["held"]) == 0
+    # The retries lie after a window that holds the jobs they retried: still each event's latest.
+    half_an_hour = datetime.now(UTC) + timedelta(minutes=30)
+    assert await count(["failed"], until=half_an_hour) == 2
+    assert await count(["succeeded"], until=half_an_hour) == 9
+    assert await count(["failed"], key="order.created") == 2
+    assert await count(["failed"], key="order.paid") == 0
 
 
 async def _rows(stack: Stack, sql: str, **params: Any) -> list[Any]:
