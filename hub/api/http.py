@@ -77,7 +77,7 @@ async def read_json(request: web.Request) -> Any:
     if b"\\u0000" in body:
         # PostgreSQL cannot store NUL in text or jsonb.
         raise ValidationFailed([("strings must not contain the NUL character (\\u0000)", None)])
-    problem = nesting_problem(body, document)
+    problem = nesting_problem(body)
     if problem is not None:
         raise ValidationFailed([(problem, None)])
     return document

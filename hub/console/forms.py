@@ -263,7 +263,7 @@ def _conditions(raw: str, state: FormState) -> tuple[bool, Any]:
     except ValueError as exc:
         state.add("conditions", f"conditions: not valid JSON ({exc})")
         return False, None
-    problem = nesting_problem(raw.encode(), value)
+    problem = nesting_problem(raw.encode())
     if problem is not None:
         state.add("conditions", f"conditions: {problem}")
         return False, None

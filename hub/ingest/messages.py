@@ -79,7 +79,7 @@ def decode(
     if b"\\u0000" in body:
         # PostgreSQL cannot store NUL in jsonb; the HTTP edge refuses it the same way.
         raise MessageRejected("strings must not contain the NUL character (\\u0000)")
-    problem = nesting_problem(body, document)  # as the HTTP edge does
+    problem = nesting_problem(body)  # as the HTTP edge does
     if problem is not None:
         raise MessageRejected(problem)
     if isinstance(document, dict) and set(document) == {"data"}:

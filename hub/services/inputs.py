@@ -9,6 +9,7 @@ OpenAPI document is generated from these models too, so their descriptions are t
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -76,29 +77,37 @@ message): far beyond what any resource needs, and far below what the JSON codec 
 answered."""
 
 
-def too_deep(document: Any, limit: int = MAX_DEPTH) -> bool:
-    """Whether `document` (parsed JSON) nests objects and arrays more than `limit` levels."""
-    stack: list[tuple[Any, int]] = [(document, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            children: Any = value.values()
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
+def too_deep(body: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON document `body` (well-formed: already parsed) nests objects and arrays
+    more than `limit` levels.
+
+    Read from the bytes, at C speed, rather than by walking the parsed document (which cost a
+    batch publish of 100 events about a tenth of its CPU): the escaped backslashes and quotes
+    are dropped, then everything but brackets and quotes, then what lies between quotes (the
+    strings' contents); what is left is the document's brackets alone, and each pass that
+    removes the innermost pairs (`{}`, `[]`) peels one level."""
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = b"".join(unescaped.translate(None, _NOT_A_MARK).split(b'"')[::2])
+    depth = 0
+    while brackets:
+        depth += 1
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        brackets = _INNERMOST.sub(b"", brackets)
     return False
 
 
-def nesting_problem(body: bytes, document: Any) -> str | None:
-    """Why the parsed `body` nests too deeply, or None.
+_NOT_A_MARK = bytes(b for b in range(256) if b not in b'{}[]"')
+_INNERMOST = re.compile(rb"\{\}|\[\]")
 
-    A body with at most `MAX_DEPTH` brackets cannot nest deeper, so most bodies are not walked.
+
+def nesting_problem(body: bytes) -> str | None:
+    """Why the JSON document `body` nests too deeply, or None.
+
+    A body with at most `MAX_DEPTH` brackets cannot nest deeper, so most bodies are not read
+    twice.
     """
-    if body.count(b"{") + body.count(b"[") <= MAX_DEPTH or not too_deep(document):
+    if body.count(b"{") + body.count(b"[") <= MAX_DEPTH or not too_deep(body):
         return None
     return DEPTH_PROBLEM
 
