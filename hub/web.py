@@ -25,6 +25,7 @@ from hub.api.middleware import (
     error_envelope,
     json_bodies,
     request_context,
+    shed_publishes,
 )
 from hub.api.oauth import oauth
 from hub.api.openapi import openapi_routes
@@ -54,9 +55,10 @@ def create_app(
     one the process enforces the whole limits itself."""
     share = share or Share()
     in_flight = InFlight()
-    # Outermost first: requests in flight are counted for a graceful stop; CORS headers go on
+    # Outermost first: requests in flight are counted for a graceful stop; publishes refused
+    # by admission are answered before anything else is spent on them; CORS headers go on
     # every answer, errors included; the 415 check is an error like any other.
-    middlewares: list[Middleware] = [in_flight.middleware, request_context]
+    middlewares: list[Middleware] = [in_flight.middleware, shed_publishes, request_context]
     if settings.cors_origins:
         middlewares.append(cors(settings.cors_origins))
     middlewares += [error_envelope, body_deadline, json_bodies]

@@ -1,5 +1,5 @@
-"""The web process's middlewares: request ids and metrics, CORS, the error envelope (no
-traceback ever reaches a client), the deadline of a request's body (a client dripping one is
+"""The web process's middlewares: publishes refused by admission answered first, request ids
+and metrics, CORS, the error envelope (no traceback ever reaches a client), the deadline of a request's body (a client dripping one is
 cut off), JSON-only request bodies (415), and the count of requests in flight (a graceful stop).
 
 **CORS** is one small middleware rather than `aiohttp-cors`: that library wants every route
@@ -13,6 +13,7 @@ an allowed origin (errors included) carries the headers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 import uuid
@@ -24,12 +25,13 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import Counter, Histogram
 
 from hub.api.errors import api_error, error_response
-from hub.api.http import is_json
+from hub.api.http import PUBLISHER, is_json
 from hub.appkeys import SETTINGS
 from hub.errors import (
     ApiError,
     DomainError,
     ErrorItem,
+    Overloaded,
     RequestTimeout,
     StorageUnavailable,
     UnsupportedMediaType,
@@ -220,6 +222,42 @@ def cors(origins: tuple[str, ...]) -> Middleware:
         return response
 
     return middleware
+
+
+@functools.cache
+def _refusal_body(detail: str) -> bytes:
+    answer = api_error(Overloaded(detail))
+    body = error_response(answer.items, answer.status).body
+    assert isinstance(body, bytes)
+    return body
+
+
+@web.middleware
+async def shed_publishes(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Under overload (`hub.services.publisher`: admission), a publish is answered 503 here,
+    before the other middlewares, with the same answer the handler would give (the envelope,
+    `Retry-After`, `X-Request-Id`): a refusal must cost far less than a publish, or refusing
+    the excess of an overload takes the CPU the accepted requests need, and every request waits
+    in the sockets' queues. Requests with an `Origin` take the ordinary path (CORS headers)."""
+    if (
+        request.method == "POST"
+        and request.path == "/v2/events"
+        and PUBLISHER in request.app
+        and "Origin" not in request.headers
+    ):
+        refused = request.app[PUBLISHER].refusal()
+        if refused is not None:
+            REFUSED_ANSWERS.inc()
+            return web.Response(
+                body=_refusal_body(refused),
+                status=503,
+                content_type="application/json",
+                headers={"Retry-After": "1", "X-Request-Id": request_id_of(request)},
+            )
+    return await handler(request)
+
+
+REFUSED_ANSWERS = REQUESTS.labels("POST", "/v2/events", "503")
 
 
 class InFlight:

@@ -61,6 +61,10 @@ LAG_TICK = 0.01
 LAG_WEIGHT = 0.2
 
 
+STOPPING = "This process is stopping; publish again (to another one)"
+BEHIND = "Too many events are waiting to be stored; publish again after Retry-After"
+
+
 @dataclass(slots=True)
 class _Queued:
     request: event_service.Prepared
@@ -111,18 +115,23 @@ class Publisher:
 
     def admit(self) -> None:
         """Raise `Overloaded` if a publish arriving now is to be refused (module docstring)."""
+        refused = self.refusal()
+        if refused is not None:
+            raise Overloaded(refused)
+
+    def refusal(self) -> str | None:
+        """Why a publish arriving now is to be refused (counted as refused), or None."""
         if self._stopping:
             REFUSED.inc()
-            raise Overloaded("This process is stopping; publish again (to another one)")
+            return STOPPING
         if (
             self.waited() > self.max_wait
             or self.lag() > self.max_wait
             or self._queued_events >= MAX_QUEUED
         ):
             REFUSED.inc()
-            raise Overloaded(
-                "Too many events are waiting to be stored; publish again after Retry-After"
-            )
+            return BEHIND
+        return None
 
     def lag(self) -> float:
         """How late the event loop runs its timers lately (seconds, a running average)."""
