@@ -1,6 +1,7 @@
 """The web process's middlewares: publishes refused by admission answered first, request ids
-and metrics, CORS, the error envelope (no traceback ever reaches a client), the deadline of a request's body (a client dripping one is
-cut off), JSON-only request bodies (415), and the count of requests in flight (a graceful stop).
+and metrics, CORS, the error envelope (no traceback ever reaches a client), the deadline of a
+request's body (a client dripping one is cut off), JSON-only request bodies (415), and the count
+of requests in flight (a graceful stop).
 
 **CORS** is one small middleware rather than `aiohttp-cors`: that library wants every route
 registered with it (and adds an OPTIONS route per resource), takes allowed headers only as a
