@@ -226,11 +226,12 @@ def cors(origins: tuple[str, ...]) -> Middleware:
 
 
 @functools.cache
-def _refusal_body(detail: str) -> bytes:
+def _refusal(detail: str) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of the handler's answer to `Overloaded(detail)`, encoded once."""
     answer = api_error(Overloaded(detail))
-    body = error_response(answer.items, answer.status).body
-    assert isinstance(body, bytes)
-    return body
+    response = error_response(answer.items, answer.status, answer.headers)
+    assert isinstance(response.body, bytes)
+    return response.body, dict(answer.headers)
 
 
 @web.middleware
@@ -243,17 +244,17 @@ async def shed_publishes(request: web.Request, handler: Handler) -> web.StreamRe
     if (
         request.method == "POST"
         and request.path == "/v2/events"
-        and PUBLISHER in request.app
         and "Origin" not in request.headers
     ):
         refused = request.app[PUBLISHER].refusal()
         if refused is not None:
             REFUSED_ANSWERS.inc()
+            body, headers = _refusal(refused)
             return web.Response(
-                body=_refusal_body(refused),
+                body=body,
                 status=503,
                 content_type="application/json",
-                headers={"Retry-After": "1", "X-Request-Id": request_id_of(request)},
+                headers=headers | {"X-Request-Id": request_id_of(request)},
             )
     return await handler(request)
 

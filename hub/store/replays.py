@@ -187,29 +187,12 @@ def _latest_in_status(
 ) -> Any:
     """`_to_replay`'s jobs counted from the jobs in `statuses`: those with no newer job of their
     event (for this integration) and some job in the window."""
-    job, newer, window = jobs.alias("j"), jobs.alias("n"), jobs.alias("w")
-    has_newer = (
-        select(newer.c.id)
-        .where(
-            newer.c.event_id == job.c.event_id,
-            newer.c.integration_id == integration_id,
-            tuple_(newer.c.created_at, newer.c.id) > tuple_(job.c.created_at, job.c.id),
-        )
-        .exists()
-    )
-    in_window = [
-        window.c.event_id == job.c.event_id,
-        window.c.integration_id == integration_id,
-        window.c.created_at >= since,
-        window.c.created_at < until,
-    ]
-    if triggered_by is not None:
-        in_window.append(window.c.triggered_by == triggered_by)
+    job = jobs.alias("j")
     return select(func.count()).where(
         job.c.integration_id == integration_id,
         job.c.status == any_(literal(list(statuses), ARRAY(Text))),
-        ~has_newer,
-        select(window.c.id).where(*in_window).exists(),
+        ~_has_newer(job, integration_id),
+        _has_job_in_window(job, integration_id, since, until, triggered_by),
     )
 
 
@@ -227,38 +210,53 @@ def _latest_from_window(
     An event's newer job is newer than `since` too, so PostgreSQL reads the integration's jobs
     from `since` on (index-only) once for each side of a hash anti-join, instead of sorting
     them by event; the second condition is probed only for the (few) jobs after `until`."""
-    job, newer, window = jobs.alias("j"), jobs.alias("n"), jobs.alias("w")
-    has_newer = (
-        select(newer.c.id)
-        .where(
-            newer.c.integration_id == integration_id,
-            newer.c.event_id == job.c.event_id,
-            newer.c.created_at >= since,
-            tuple_(newer.c.created_at, newer.c.id) > tuple_(job.c.created_at, job.c.id),
-        )
-        .exists()
-    )
-    has_job_in_window = (
-        select(window.c.id)
-        .where(
-            window.c.integration_id == integration_id,
-            window.c.event_id == job.c.event_id,
-            window.c.created_at >= since,
-            window.c.created_at < until,
-        )
-        .exists()
-    )
+    job = jobs.alias("j")
     where = [
         job.c.integration_id == integration_id,
         job.c.created_at >= since,
         job.c.status == any_(literal(list(statuses), ARRAY(Text))),
-        ~has_newer,
-        or_(job.c.created_at < until, has_job_in_window),
+        ~_has_newer(job, integration_id, created_from=since),
+        or_(job.c.created_at < until, _has_job_in_window(job, integration_id, since, until)),
     ]
     if triggered_by is not None:
         # An event's jobs all have its key: the window's job has the key of the one counted.
         where.append(job.c.triggered_by == triggered_by)
     return select(func.count()).where(*where)
+
+
+def _has_newer(job: Any, integration_id: UUID, *, created_from: datetime | None = None) -> Any:
+    """Whether `job`'s event has a newer job for this integration (created from `created_from`
+    on, when the caller knows any newer one is: a bound the planner can use)."""
+    newer = jobs.alias("n")
+    where = [
+        newer.c.integration_id == integration_id,
+        newer.c.event_id == job.c.event_id,
+        tuple_(newer.c.created_at, newer.c.id) > tuple_(job.c.created_at, job.c.id),
+    ]
+    if created_from is not None:
+        where.append(newer.c.created_at >= created_from)
+    return select(newer.c.id).where(*where).exists()
+
+
+def _has_job_in_window(
+    job: Any,
+    integration_id: UUID,
+    since: datetime,
+    until: datetime,
+    triggered_by: str | None = None,
+) -> Any:
+    """Whether `job`'s event has a job for this integration (of key `triggered_by`, if given)
+    created in `[since, until)`."""
+    window = jobs.alias("w")
+    where = [
+        window.c.integration_id == integration_id,
+        window.c.event_id == job.c.event_id,
+        window.c.created_at >= since,
+        window.c.created_at < until,
+    ]
+    if triggered_by is not None:
+        where.append(window.c.triggered_by == triggered_by)
+    return select(window.c.id).where(*where).exists()
 
 
 def _aware(value: datetime) -> datetime:
