@@ -190,6 +190,10 @@ class HubClient:
             raise ApiError(f"publish: {answer.status} {answer.body.decode(errors='replace')[:500]}")
         return Sent(sent_at, seconds, len(events), answer.status, answer.retry_after)
 
+    async def open_connections(self) -> None:
+        """Open every connection the publishes may use (`CONNECTIONS` per client address)."""
+        await self._wire.open_all()
+
     async def get(self, path: str) -> float:
         """GET `path` with the manage key; the seconds it took (raises unless 200)."""
         started = time.monotonic()

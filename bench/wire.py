@@ -142,7 +142,8 @@ class Connections:
         self.port = port
         self._free: deque[_Connection] = deque()
         self._open = dict.fromkeys(addresses, 0)
-        self._slots = asyncio.Semaphore(per_address * len(self._open))
+        self._limit = per_address * len(self._open)
+        self._slots = asyncio.Semaphore(self._limit)
 
     def request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
         """The bytes of a request (to `send` as many times as wanted)."""
@@ -170,6 +171,11 @@ class Connections:
             elif connection.transport is not None:
                 connection.transport.close()
             return answer
+
+    async def open_all(self) -> None:
+        """Open as many connections as this client may hold, kept alive for its requests."""
+        wanted = self._limit - len(self._free)
+        self._free.extend(await asyncio.gather(*(self._connect() for _ in range(wanted))))
 
     def _take(self) -> _Connection | None:
         while self._free:
