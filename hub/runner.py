@@ -36,15 +36,17 @@ import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 from prometheus_client import Counter as Metric
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub import crypto
 from hub.api.middleware import IN_FLIGHT
+from hub.api.shedding import EarlyRefusals
 from hub.dispatch import default_registry
 from hub.dispatch.worker import Worker
 from hub.events import load_catalogue
@@ -210,11 +212,18 @@ REFUSED = Metric(
 class ClientConnections:
     """The web server's protocol factory, with at most `per_client` connections at once from
     one client address (0: no cap). A connection beyond is closed on arrival, before a byte is
-    read; the server never sees it."""
+    read; the server never sees it. With `early`, each chunk a connection receives is offered
+    to it first (`hub.api.shedding`: publishes refused before aiohttp reads them)."""
 
-    def __init__(self, server: Callable[[], asyncio.Protocol], per_client: int) -> None:
+    def __init__(
+        self,
+        server: Callable[[], RequestHandler],
+        per_client: int,
+        early: EarlyRefusals | None = None,
+    ) -> None:
         self._server = server
         self.per_client = per_client
+        self.early = early
         self.open: Counter[str] = Counter()
         """Connections open now, by client address."""
 
@@ -225,12 +234,15 @@ class ClientConnections:
 class _Admitted(asyncio.Protocol):
     """One connection on its way to the server's protocol, counted against its address."""
 
-    __slots__ = ("_address", "_connections", "_inner")
+    __slots__ = ("_address", "_connections", "_inner", "_transport", "_whole")
 
-    def __init__(self, connections: ClientConnections, inner: asyncio.Protocol) -> None:
+    def __init__(self, connections: ClientConnections, inner: RequestHandler) -> None:
         self._connections = connections
-        self._inner: asyncio.Protocol | None = inner
+        self._inner: RequestHandler | None = inner
         self._address: str | None = None
+        self._transport: asyncio.Transport | None = None
+        self._whole = connections.early is not None
+        """Whether every chunk so far ended where a request did (`EarlyRefusals.answer`)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
@@ -246,6 +258,8 @@ class _Admitted(asyncio.Protocol):
             connections.open[address] += 1
             self._address = address
         assert self._inner is not None
+        # uvloop's transports are not subclasses of asyncio's, but have their methods.
+        self._transport = cast(asyncio.Transport, transport)
         self._inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -259,11 +273,22 @@ class _Admitted(asyncio.Protocol):
             self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._inner is not None:
-            self._inner.data_received(data)
+        inner = self._inner
+        if inner is None:
+            return
+        if self._whole and (early := self._connections.early) is not None:
+            answer = early.answer(data, inner)
+            if answer:
+                assert self._transport is not None
+                self._transport.write(answer)
+                return
+            self._whole = answer is None
+        inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received() if self._inner is not None else None
+        if self._inner is not None:
+            self._inner.eof_received()  # aiohttp's: None, the transport closes itself
+        return None
 
     def pause_writing(self) -> None:
         if self._inner is not None:
@@ -288,7 +313,7 @@ class _Runner(web.AppRunner):
         if inner is None:
             return None
         if self.connections is None:
-            self.connections = ClientConnections(inner, self._per_client)
+            self.connections = ClientConnections(inner, self._per_client, EarlyRefusals(self.app))
         return self.connections
 
 

@@ -175,6 +175,15 @@ class Settings(BaseSettings):
         description="Seconds a publish may wait to be written; while the oldest waiting one has "
         "waited longer, new publishes are refused with 503 and Retry-After (admission).",
     )
+    publish_max_lag: float = Field(
+        default=0.005,
+        gt=0,
+        le=60,
+        description="Seconds the API process's event loop may run late (a running average of "
+        "its timers' lateness, where one stall counts little) before new publishes are "
+        "refused with 503 and Retry-After (admission): a process running that late has more "
+        "requests than CPU, and each waits about that long in its socket before it is read.",
+    )
     max_integrations_per_store: int = Field(
         default=1000,
         ge=0,

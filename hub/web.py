@@ -86,7 +86,10 @@ def create_app(
 
 async def _publisher(app: web.Application) -> AsyncIterator[None]:
     """The process's group-commit publisher (`hub.services.publisher`), for the life of the app."""
-    publisher = Publisher(app[ENGINE], max_wait=app[SETTINGS].publish_max_wait)
+    settings = app[SETTINGS]
+    publisher = Publisher(
+        app[ENGINE], max_wait=settings.publish_max_wait, max_lag=settings.publish_max_lag
+    )
     publisher.start()
     app[PUBLISHER] = publisher
     yield

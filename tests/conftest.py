@@ -107,8 +107,9 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
         # Tests make bursts of requests with one key; tests/security checks the limit itself.
         "api_rate_limit": 0,
         # A busy test machine can starve a test's event loop for a moment; only
-        # tests/integration/test_publisher.py tests publish admission, with its own setting.
+        # tests/integration/test_publisher.py tests publish admission, with its own settings.
         "publish_max_wait": 30,
+        "publish_max_lag": 30,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -226,12 +226,14 @@ def cors(origins: tuple[str, ...]) -> Middleware:
 
 
 @functools.cache
-def _refusal(detail: str) -> tuple[bytes, dict[str, str]]:
-    """The body and headers of the handler's answer to `Overloaded(detail)`, encoded once."""
+def refusal_answer(detail: str) -> tuple[bytes, dict[str, str]]:
+    """The body and headers (`Content-Type`, `Retry-After`) of the handler's answer to
+    `Overloaded(detail)`, encoded once: admission's refusals (`shed_publishes`,
+    `hub.api.shedding`)."""
     answer = api_error(Overloaded(detail))
     response = error_response(answer.items, answer.status, answer.headers)
     assert isinstance(response.body, bytes)
-    return response.body, dict(answer.headers)
+    return response.body, dict(response.headers)
 
 
 @web.middleware
@@ -240,7 +242,8 @@ async def shed_publishes(request: web.Request, handler: Handler) -> web.StreamRe
     before the other middlewares, with the same answer the handler would give (the envelope,
     `Retry-After`, `X-Request-Id`): a refusal must cost far less than a publish, or refusing
     the excess of an overload takes the CPU the accepted requests need, and every request waits
-    in the sockets' queues. Requests with an `Origin` take the ordinary path (CORS headers)."""
+    in the sockets' queues. Requests with an `Origin` take the ordinary path (CORS headers).
+    Most refusals under overload never get here: `hub.api.shedding` answers them earlier."""
     if (
         request.method == "POST"
         and request.path == "/v2/events"
@@ -249,12 +252,9 @@ async def shed_publishes(request: web.Request, handler: Handler) -> web.StreamRe
         refused = request.app[PUBLISHER].refusal()
         if refused is not None:
             REFUSED_ANSWERS.inc()
-            body, headers = _refusal(refused)
+            body, headers = refusal_answer(refused)
             return web.Response(
-                body=body,
-                status=503,
-                content_type="application/json",
-                headers=headers | {"X-Request-Id": request_id_of(request)},
+                body=body, status=503, headers=headers | {"X-Request-Id": request_id_of(request)}
             )
     return await handler(request)
 

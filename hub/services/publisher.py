@@ -15,10 +15,14 @@ at a time, so only the request at fault gets the error.
 **Admission.** A new publish is refused at once with `Overloaded` (the API's 503 with
 `Retry-After`) while the oldest queued request has waited longer than `max_wait` seconds (the
 writers cannot keep up), while `MAX_QUEUED` events wait, or while the process's event loop runs
-more than `max_wait` late (the process has more requests than CPU: every request would wait
-that long before it is even looked at). Under overload, what is accepted stays fast and the
-rest learns to come back, rather than every request slowing down together; a refusal costs far
-less than a publish, so refusing early is also what gives the loop its time back.
+more than `max_lag` late (the process has more requests than CPU: every request waits about
+that long in its socket before it is even read, unseen by the queue's wait). The lateness is a
+running average of the loop's timers' (`LAG_TICK`, `LAG_WEIGHT`), each sample capped at
+`LAG_CAP` x `max_lag`, so that a lone stall (one huge request's parsing) cannot refuse on its
+own and only lateness that lasts does. Under overload, what is accepted stays fast and the rest
+learns to come back, rather than every request slowing down together; a refusal costs far less
+than a publish (`hub.api.shedding`), so refusing early is also what gives the loop its time
+back, and the CPU goes to the requests accepted.
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ LAG_TICK = 0.01
 #: The weight of a new lag sample in the running average: a lone stall (one huge request's
 #: parsing) moves it a little, sustained lateness soon.
 LAG_WEIGHT = 0.2
+#: A lag sample counts for at most this many `max_lag`s: with `LAG_WEIGHT`, a lone stall
+#: however long lifts the average to 0.8 `max_lag` at most; three late samples in a row refuse.
+LAG_CAP = 4.0
 
 
 STOPPING = "This process is stopping; publish again (to another one)"
@@ -75,9 +82,10 @@ class _Queued:
 class Publisher:
     """See the module docstring. `start` it in the process's lifecycle, `stop` it at the end."""
 
-    def __init__(self, engine: AsyncEngine, *, max_wait: float) -> None:
+    def __init__(self, engine: AsyncEngine, *, max_wait: float, max_lag: float) -> None:
         self.engine = engine
         self.max_wait = max_wait
+        self.max_lag = max_lag
         self._queue: deque[_Queued] = deque()
         self._queued_events = 0
         self._ready = asyncio.Event()
@@ -126,12 +134,17 @@ class Publisher:
             return STOPPING
         if (
             self.waited() > self.max_wait
-            or self.lag() > self.max_wait
+            or self._lag > self.max_lag
             or self._queued_events >= MAX_QUEUED
         ):
             REFUSED.inc()
             return BEHIND
         return None
+
+    @property
+    def stopping(self) -> bool:
+        """Whether `stop` was called: every publish from now on is refused (`STOPPING`)."""
+        return self._stopping
 
     def lag(self) -> float:
         """How late the event loop runs its timers lately (seconds, a running average)."""
@@ -139,10 +152,11 @@ class Publisher:
 
     async def _watch_lag(self) -> None:
         loop = asyncio.get_running_loop()
+        cap = LAG_CAP * self.max_lag
         while True:
             before = loop.time()
             await asyncio.sleep(LAG_TICK)
-            late = max(0.0, loop.time() - before - LAG_TICK)
+            late = min(cap, max(0.0, loop.time() - before - LAG_TICK))
             self._lag += LAG_WEIGHT * (late - self._lag)
 
     def waited(self) -> float:

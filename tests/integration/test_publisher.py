@@ -75,7 +75,7 @@ async def _store_id(engine: AsyncEngine, tenant: Tenant) -> uuid.UUID:
 async def test_requests_queued_together_are_written_by_one_batch(
     engine: AsyncEngine, tenant: Tenant
 ) -> None:
-    publisher = Publisher(engine, max_wait=30)
+    publisher = Publisher(engine, max_wait=30, max_lag=30)
     store_id = await _store_id(engine, tenant)
     before = BATCHES._value.get()
     waiting = [asyncio.create_task(publisher.publish(_prepared(store_id))) for _ in range(50)]
@@ -95,7 +95,7 @@ async def test_requests_queued_together_are_written_by_one_batch(
 async def test_the_same_client_id_twice_in_one_batch_is_stored_once_and_answered_with_it(
     engine: AsyncEngine, tenant: Tenant
 ) -> None:
-    publisher = Publisher(engine, max_wait=30)
+    publisher = Publisher(engine, max_wait=30, max_lag=30)
     store_id = await _store_id(engine, tenant)
     first = asyncio.create_task(publisher.publish(_prepared(store_id, "order-1-created")))
     second = asyncio.create_task(publisher.publish(_prepared(store_id, "order-1-created")))
@@ -114,7 +114,7 @@ async def test_the_same_client_id_twice_in_one_batch_is_stored_once_and_answered
 async def test_a_request_that_breaks_its_batch_fails_alone(
     engine: AsyncEngine, tenant: Tenant
 ) -> None:
-    publisher = Publisher(engine, max_wait=30)
+    publisher = Publisher(engine, max_wait=30, max_lag=30)
     store_id = await _store_id(engine, tenant)
     good = [asyncio.create_task(publisher.publish(_prepared(store_id))) for _ in range(3)]
     # A store that does not exist (deleted meanwhile, say): its events break the foreign key.
@@ -256,11 +256,15 @@ async def test_the_pool_opens_no_new_connections_under_load(
 async def test_a_starved_event_loop_refuses_publishes_until_it_catches_up(
     engine: AsyncEngine,
 ) -> None:
-    publisher = Publisher(engine, max_wait=0.05)
+    publisher = Publisher(engine, max_wait=30, max_lag=0.05)
     publisher.start()
     try:
         await asyncio.sleep(0.05)
         publisher.admit()  # a free loop admits
+        time.sleep(0.5)  # noqa: ASYNC251 - one long stall (a huge request's parsing) ...
+        await asyncio.sleep(0.02)
+        assert 0.01 < publisher.lag() <= 0.8 * 0.05
+        publisher.admit()  # ... counts, but never refuses on its own
         for _ in range(10):  # the loop stalls again and again: more work than CPU
             time.sleep(0.1)  # noqa: ASYNC251 - blocking on purpose: that is the starvation
             await asyncio.sleep(0)

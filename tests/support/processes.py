@@ -139,6 +139,9 @@ class Processes:
             "HUB_LOG_FORMAT": "console",
             "HUB_SECRET_KEY": TEST_SECRET_KEY,
             "HUB_ALLOWED_NETWORKS": TEST_ALLOWED_NETWORKS,
+            # As in tests/conftest.py: a busy test machine can keep a process's loop late for
+            # a while; tests/integration/test_publisher.py tests that admission.
+            "HUB_PUBLISH_MAX_LAG": "30",
             **self.settings,
         }
 
