@@ -294,9 +294,12 @@ def settled(outcomes: Sequence[Outcome]) -> list[list[Published]]:
     return [outcome for outcome in outcomes if not isinstance(outcome, DomainError)]
 
 
-async def write(conn: AsyncConnection, requests: Sequence[Prepared]) -> list[Outcome]:
+async def write(
+    conn: AsyncConnection, requests: Sequence[Prepared], *, wake: bool = True
+) -> list[Outcome]:
     """Store the events of several prepared requests (of any stores) and their jobs; for each
-    request, its results in input order, or why it was refused.
+    request, its results in input order, or why it was refused. Unless not to `wake`, the
+    workers are woken for the new jobs (else the caller does, after commit: `wake_workers`).
 
     The integrations of each store are read, then every event and the jobs of those not seen
     before are written by one statement (`enqueue.insert_published`), atomic on its own: one
@@ -361,7 +364,7 @@ async def write(conn: AsyncConnection, requests: Sequence[Prepared]) -> list[Out
                 new_jobs += jobs_of_request
     admitted = [i for i, outcome in enumerate(outcomes) if outcome is None]
     everything = [event for i in admitted for event in requests[i].events]
-    inserted = await enqueue.insert_published(db, everything, new_jobs, now)
+    inserted = await enqueue.insert_published(db, everything, new_jobs, now, wake=wake)
 
     for store_id, indexes in by_store.items():
         live = [i for i in indexes if outcomes[i] is None]
@@ -402,6 +405,22 @@ async def write(conn: AsyncConnection, requests: Sequence[Prepared]) -> list[Out
                     results.append(Published(record, count, created=False))
             outcomes[i] = results
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+def created_jobs(outcomes: Sequence[Outcome]) -> bool:
+    """Whether `write`'s outcomes include a new event with jobs: workers to wake."""
+    return any(
+        p.created and p.jobs_total
+        for outcome in outcomes
+        if isinstance(outcome, list)
+        for p in outcome
+    )
+
+
+async def wake_workers(conn: AsyncConnection) -> None:
+    """Wake the workers for jobs that `write(..., wake=False)` committed; a wake-up lost to the
+    database going away costs them a poll interval (`enqueue.wake_after_commit`)."""
+    await enqueue.wake_after_commit(await driver_of(conn))
 
 
 def _conflicts(

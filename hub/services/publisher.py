@@ -12,6 +12,12 @@ still means stored.
 A batch that fails for another reason than the database going away is written again one request
 at a time, so only the request at fault gets the error.
 
+The NOTIFY that wakes idle workers for a batch's jobs follows its commit on the same
+connection, after the batch's requests are answered: an answer does not wait for that round
+trip. A wake-up lost (the database going away in between) costs the workers a poll interval,
+never a job. (A NOTIFY from a task and connection of its own, shared by the batches committed
+meanwhile, was measured slower at 1,000 publishes/s: p95 13.5 -> 16.7 ms.)
+
 **Admission.** A new publish is refused at once with `Overloaded` (the API's 503 with
 `Retry-After`) while the oldest queued request has waited longer than `max_wait` seconds (the
 writers cannot keep up), while `MAX_QUEUED` events wait, or while the process's event loop runs
@@ -35,7 +41,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from prometheus_client import Counter, Histogram
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.errors import Overloaded
 from hub.services import events as event_service
@@ -200,8 +206,15 @@ class Publisher:
     async def _write_together(self, batch: list[_Queued]) -> None:
         try:
             async with self.engine.connect() as conn:
-                outcomes = await event_service.write(conn, [q.request for q in batch])
+                outcomes = await event_service.write(conn, [q.request for q in batch], wake=False)
+                for queued, outcome in zip(batch, outcomes, strict=True):
+                    _settle(queued, outcome)
+                if event_service.created_jobs(outcomes):
+                    await _wake(conn)
         except Exception as exc:
+            if all(q.done.done() for q in batch):  # answered: the connection's return failed
+                log.warning("publish_connection_lost", error=type(exc).__name__)
+                return
             if len(batch) > 1 and not storage_unavailable(exc):
                 log.info("publish_batch_split", size=len(batch), error=type(exc).__name__)
                 for queued in batch:
@@ -209,9 +222,6 @@ class Publisher:
                 return
             for queued in batch:
                 _settle(queued, exc)
-            return
-        for queued, outcome in zip(batch, outcomes, strict=True):
-            _settle(queued, outcome)
 
     async def _write_alone(self, queued: _Queued) -> None:
         """A batch naming client ids, in a transaction of its own: should one of its events be
@@ -223,6 +233,15 @@ class Publisher:
             _settle(queued, exc)
             return
         _settle(queued, results)
+
+
+async def _wake(conn: AsyncConnection) -> None:
+    """Wake the workers for a batch already answered; never raises (the jobs are stored, and
+    the workers' poll finds them)."""
+    try:
+        await event_service.wake_workers(conn)
+    except Exception:
+        log.exception("wake_up_failed")
 
 
 def _settle(queued: _Queued, outcome: event_service.Outcome | BaseException) -> None:

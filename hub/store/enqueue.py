@@ -55,9 +55,11 @@ async def insert_published(
     new_events: Sequence[NewEvent],
     new_jobs: Sequence[NewJob],
     now: datetime,
+    *,
+    wake: bool = True,
 ) -> set[UUID]:
     """Insert events (of any stores) and their pending jobs (due now) in one statement, and wake
-    the workers.
+    the workers (unless not to `wake`: the caller sends the wake-up, `wake_after_commit`).
 
     An event whose client id its store has already used is skipped, and so are its jobs (and so
     is the second of two events with one client id in `new_events`): the ids actually inserted
@@ -70,11 +72,11 @@ async def insert_published(
         inserted = await _insert_ordered(db, new_events, new_jobs, now)
     else:
         inserted = await _insert(db, new_events, new_jobs, now)
-    if any(job.event_id in inserted for job in new_jobs):
+    if wake and any(job.event_id in inserted for job in new_jobs):
         if db.is_in_transaction():
             await wake_workers(db)  # at the caller's commit; its failure fails the transaction
         else:
-            await _wake_after_commit(db)
+            await wake_after_commit(db)
     return inserted
 
 
@@ -130,7 +132,7 @@ async def _insert_ordered(
     return inserted
 
 
-async def _wake_after_commit(db: asyncpg.Connection) -> None:
+async def wake_after_commit(db: asyncpg.Connection) -> None:
     """Wake the workers for jobs already committed: should the database fail now, the publish
     still stands (workers poll, so a lost wake-up costs at most a poll interval)."""
     try:
