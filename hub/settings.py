@@ -176,7 +176,7 @@ class Settings(BaseSettings):
         "waited longer, new publishes are refused with 503 and Retry-After (admission).",
     )
     publish_max_lag: float = Field(
-        default=0.005,
+        default=0.01,
         gt=0,
         le=60,
         description="Seconds the API process's event loop may run late (a running average of "

@@ -445,7 +445,12 @@ OPERATIONS: tuple[Op, ...] = (
         "payload (`HUB_MAX_EVENT_BYTES`), 10 MiB per request (`HUB_MAX_BODY_BYTES`); 413 beyond. "
         "**Decision:** a request whose events would create more than `HUB_MAX_JOBS_PER_PUBLISH` "
         "(default 10000) jobs together is a 413 too, before anything is stored (not a 429: "
-        "waiting would not help, sending fewer events per request does).",
+        "waiting would not help, sending fewer events per request does).\n\n**Admission:** "
+        "while the process cannot store more in time (a publish queued longer than "
+        "`HUB_PUBLISH_MAX_WAIT`, or its event loop running later than `HUB_PUBLISH_MAX_LAG`), a "
+        'publish is a 503 with `Retry-After: 1` ("Too many events are waiting to be stored"), '
+        "answered at once, before the key is checked or the body read: nothing of it is stored, "
+        "and it may be sent again as it was.",
         Permission.PUBLISH,
         {
             202: ("PublishResponse", "At least one event was new; its jobs are queued."),
