@@ -2,13 +2,14 @@
 connection's bytes, before aiohttp makes a request of them.
 
 An API without a cliff answers every request as fast as requests come, the excess with a 503
-(`hub.services.publisher`: admission). aiohttp's path costs about 85 µs of CPU even for an
+(`hub.services.publisher`: admission). aiohttp's path costs 44-50 µs of CPU even for an
 answer decided at once (the parser's message, the request and its task, the middlewares, the
-response's preparation): refusing 8,000 publishes/s that way takes most of a core, the loop
-falls behind, and every request, accepted or not, waits in its socket for seconds. Here a
-refusal costs a few µs: `hub.runner`'s connection wrapper hands each chunk a connection
-receives to `EarlyRefusals.answer`, which returns the bytes to write back when the chunk is
-one whole publish to refuse; aiohttp never sees it.
+response's preparation): refusing 9,000 publishes/s that way takes almost half a core beside
+the publishes accepted, the loop falls behind, and every request, accepted or not, waits in its
+socket. Here a refusal costs 12-16 µs, the socket's read and write included: `hub.runner`'s
+connection wrapper hands each chunk a connection receives to `EarlyRefusals.answer`, which
+returns the bytes to write back when the chunk is one whole publish to refuse; aiohttp never
+sees it.
 
 Only the plainest requests qualify; anything else goes to aiohttp, whose `shed_publishes`
 middleware gives the same answer (the same body, status and headers but `Date` and
