@@ -263,7 +263,7 @@ def rows(results: Results) -> list[tuple[str, str, str]]:
                 (
                     "scale-out",
                     f"{one.events:,} events, {one.workers} worker process(es) "
-                    f"({one.duplicates} dup.)",
+                    f"({one.duplicates} dup., {one.refused} x 503)",
                     _fmt(one.deliveries_per_second, "/s"),
                 )
             )

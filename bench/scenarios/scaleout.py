@@ -27,6 +27,8 @@ class ScaleOutRun:
     """First publish sent → last delivery received."""
     deliveries_per_second: float
     duplicates: int
+    refused: int = 0
+    """Batch publishes answered 503 (admission) and sent again after `Retry-After`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,7 @@ async def _measure(bench: Bench, workers: int) -> ScaleOutRun:
     group = unique_group(f"scale{workers}w")
     ids = event_ids(group, total)
     started = time.monotonic()
-    await publish_batches(bench, ids, concurrency=bench.config.throughput_publishers)
+    sent = await publish_batches(bench, ids, concurrency=bench.config.throughput_publishers)
     stats = await bench.sink.wait_for(group, unique=total, timeout=max(60, total / 100))
     seconds = stats.last - started
     return ScaleOutRun(
@@ -50,6 +52,7 @@ async def _measure(bench: Bench, workers: int) -> ScaleOutRun:
         seconds=round(seconds, 3),
         deliveries_per_second=rate(stats.unique, seconds),
         duplicates=stats.count - stats.unique,
+        refused=sum(1 for answer in sent if answer.status == 503),
     )
 
 
