@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub import crypto
 from hub.api.middleware import IN_FLIGHT
-from hub.api.shedding import EarlyRefusals
+from hub.api.shedding import NOT_WHOLE, EarlyRefusals
 from hub.dispatch import default_registry
 from hub.dispatch.worker import Worker
 from hub.events import load_catalogue
@@ -234,15 +234,16 @@ class ClientConnections:
 class _Admitted(asyncio.Protocol):
     """One connection on its way to the server's protocol, counted against its address."""
 
-    __slots__ = ("_address", "_connections", "_inner", "_transport", "_whole")
+    __slots__ = ("_address", "_connections", "_early", "_inner", "_transport")
 
     def __init__(self, connections: ClientConnections, inner: RequestHandler) -> None:
         self._connections = connections
         self._inner: RequestHandler | None = inner
         self._address: str | None = None
         self._transport: asyncio.Transport | None = None
-        self._whole = connections.early is not None
-        """Whether every chunk so far ended where a request did (`EarlyRefusals.answer`)."""
+        self._early = connections.early
+        """Offered each chunk while every chunk so far ended where a request did
+        (`EarlyRefusals.answer`); None from the first that did not."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
@@ -276,13 +277,14 @@ class _Admitted(asyncio.Protocol):
         inner = self._inner
         if inner is None:
             return
-        if self._whole and (early := self._connections.early) is not None:
+        if (early := self._early) is not None:
             answer = early.answer(data, inner)
             if answer:
                 assert self._transport is not None
                 self._transport.write(answer)
                 return
-            self._whole = answer is None
+            if answer is NOT_WHOLE:
+                self._early = None
         inner.data_received(data)
 
     def eof_received(self) -> bool | None:

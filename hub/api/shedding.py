@@ -33,18 +33,17 @@ connection whose publishes are refused here is not closed as idle.
 from __future__ import annotations
 
 import re
-import time
 import uuid
-from email.utils import formatdate
 from typing import Final, Literal
 
 from aiohttp import web
+from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.web_protocol import RequestHandler
 from prometheus_client import Counter
 
 from hub.api.http import PUBLISHER
-from hub.api.middleware import REFUSED_ANSWERS, refusal_answer
+from hub.api.middleware import REFUSED_ANSWERS, REQUEST_ID, refusal_answer
 from hub.services.publisher import BEHIND
 
 EARLY = Counter(
@@ -61,7 +60,7 @@ _LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,12})[ \t]*\r\n")
 _FRAMING = re.compile(rb"\r\n(?:transfer-encoding|expect|upgrade):")
 _OTHER_PATH = re.compile(rb"\r\n(?:origin|connection):")
 _REQUEST_ID = re.compile(rb"\r\nx-request-id:[ \t]*([^\r\n]*?)[ \t]*\r\n", re.IGNORECASE)
-_VALID_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_VALID_ID = re.compile(REQUEST_ID.pattern.encode())  # `request_id_of`'s rule, on bytes
 
 
 class EarlyRefusals:
@@ -75,8 +74,6 @@ class EarlyRefusals:
         lines += [f"Content-Length: {len(body)}", f"Server: {SERVER_SOFTWARE}"]
         self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         self._body = body
-        self._second = 0
-        self._date = b""
 
     def answer(self, data: bytes, handler: RequestHandler) -> bytes | Literal[False] | None:
         """The refusal to write back for `data`; None: hand it to aiohttp (it ends where a
@@ -108,7 +105,12 @@ class EarlyRefusals:
         REFUSED_ANSWERS.inc()
         handler._next_keepalive_close_time = handler._loop.time() + handler.keepalive_timeout
         return b"".join(
-            (self._head, self._request_id(data[: end + 2]), self._date_line(), b"\r\n", self._body)
+            (
+                self._head,
+                self._request_id(data[: end + 2]),
+                f"Date: {rfc822_formatted_time()}\r\n\r\n".encode(),
+                self._body,
+            )
         )
 
     @staticmethod
@@ -118,10 +120,3 @@ class EarlyRefusals:
         if not _VALID_ID.fullmatch(value):
             value = uuid.uuid4().hex.encode()
         return b"X-Request-Id: " + value + b"\r\n"
-
-    def _date_line(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._date = f"Date: {formatdate(now, usegmt=True)}\r\n".encode()
-        return self._date

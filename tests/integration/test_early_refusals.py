@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from hub.services.publisher import Publisher
 from hub.store.engine import create_engine, plain_url
 from hub.web import create_app
 from tests.conftest import Tenant, event_body, make_tenant, settings_for
+from tests.support.processes import free_port
 from tests.support.waiting import eventually
 
 KEEPALIVE = 1.0
@@ -90,18 +90,11 @@ class Served:
         ).encode() + body
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @pytest.fixture
 async def hub(fresh_db: str) -> AsyncIterator[Served]:
     engine: AsyncEngine = create_engine(fresh_db, pool_size=4)
     settings = settings_for(fresh_db, publish_max_wait=0.2, header_timeout=KEEPALIVE)
-    port = _free_port()
+    port = free_port()
     app = create_app(settings, engine)
     try:
         async with serving(app, settings, "127.0.0.1", port):
