@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import UUID, uuid4
 
 import orjson
 import pytest
@@ -203,3 +204,72 @@ async def test_0008_strips_credentials_from_stored_stomp_addresses(
         ({"addresses": ["stomp://b:1", "stomp://b:2"], "destination": "/q"}, True),
         ({"url": "https://example.com/@hook"}, False),
     ]
+
+
+#: One store's rows: two integrations, an event, a job of it for each, and a log of each job.
+_ONE_STORE = (
+    "INSERT INTO stores (id, name) VALUES (:store, gen_random_uuid()::text)",
+    """INSERT INTO integrations (id, store_id, name, enabled, integration_type, observes,
+                                 configuration, signing_secret)
+       SELECT gen_random_uuid(), :store, 'integration', true, 'webhook', '{order.created}',
+              '{}', 'secret'
+       FROM generate_series(1, 2)""",
+    """INSERT INTO events (id, store_id, triggered_by, payload)
+       VALUES (gen_random_uuid(), :store, 'order.created', '{}')""",
+    """INSERT INTO integration_jobs (id, store_id, event_id, integration_id, triggered_by)
+       SELECT gen_random_uuid(), :store, e.id, i.id, 'order.created'
+       FROM events AS e JOIN integrations AS i USING (store_id)
+       WHERE store_id = :store""",
+    """INSERT INTO integration_logs (id, store_id, integration_id, job_id, attempt, succeeded,
+                                     processing_time)
+       SELECT gen_random_uuid(), store_id, integration_id, id, 1, true, 0.1
+       FROM integration_jobs WHERE store_id = :store""",
+)
+_COUNTED = ("integrations", "events", "integration_jobs", "integration_logs")
+
+
+async def _counts(engine: AsyncEngine, store: UUID) -> dict[str, int]:
+    async with engine.connect() as conn:
+        return {
+            table: (
+                await conn.execute(
+                    text(f"SELECT count(*) FROM {table} WHERE store_id = :store"),
+                    {"store": store},
+                )
+            ).scalar_one()
+            for table in _COUNTED
+        }
+
+
+async def test_deleting_a_store_or_an_integration_removes_everything_of_it_through_the_parents(
+    fresh_db: str,
+) -> None:
+    """Jobs and logs keep only their parents' foreign keys (migration 0012): the rows of a
+    deleted integration or store still go, through those parents, and another store's stay."""
+    gone, kept = uuid4(), uuid4()
+    engine = create_engine(fresh_db, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            for store in (gone, kept):
+                for statement in _ONE_STORE:
+                    await conn.execute(text(statement), {"store": store})
+        whole = {"integrations": 2, "events": 1, "integration_jobs": 2, "integration_logs": 2}
+        assert await _counts(engine, gone) == await _counts(engine, kept) == whole
+
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "DELETE FROM integrations WHERE id = (SELECT min(id::text)::uuid "
+                    "FROM integrations WHERE store_id = :store)"
+                ),
+                {"store": gone},
+            )
+        half = {"integrations": 1, "events": 1, "integration_jobs": 1, "integration_logs": 1}
+        assert await _counts(engine, gone) == half
+
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM stores WHERE id = :store"), {"store": gone})
+        assert await _counts(engine, gone) == dict.fromkeys(_COUNTED, 0)
+        assert await _counts(engine, kept) == whole
+    finally:
+        await engine.dispose()
